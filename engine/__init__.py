@@ -1,0 +1,3 @@
+"""Citywatch: streaming telemetry and geofence engine."""
+
+__version__ = "0.1.0"

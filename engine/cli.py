@@ -1,0 +1,110 @@
+"""The ``citywatch`` command line: a thin entry that hands settings to each part."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from typing import Sequence
+
+from engine.errors import CitywatchError
+from engine.settings import Settings, load_settings
+
+log = logging.getLogger("citywatch")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = load_settings(args.config)
+    if getattr(args, "zones", None):
+        settings = settings.replace(zones={"dir": args.zones})
+    return settings
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from engine.up import run_up
+
+    return run_up(_settings(args), config_path=args.config, simulator=not args.no_simulator)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from faust import Worker
+
+    from engine.app import create_app
+    from engine.kafka.topics import ensure_topics
+
+    settings = _settings(args)
+    ensure_topics(settings)
+    app = create_app(settings)
+    worker = Worker(app, loglevel=args.log_level, quiet=True, override_logging=False)
+    worker.execute_from_commandline()
+    return 0
+
+
+def _run_async(main) -> int:  # type: ignore[no-untyped-def]
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)
+
+    asyncio.run(runner())
+    return 0
+
+
+def cmd_bridge(args: argparse.Namespace) -> int:
+    from engine.telemetry.bridge import Bridge
+
+    bridge = Bridge(_settings(args))
+    return _run_async(bridge.run)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from simulators.__main__ import main as sim_main
+
+    s = _settings(args).replace()
+    argv = ["--mqtt-host", s.mqtt.host, "--mqtt-port", str(s.mqtt.port), "--vehicles", str(s.simulator.vehicles),
+            "--speedup", str(s.simulator.speedup), "--seed", str(s.simulator.seed)]
+    if not s.simulator.scripted_violation:
+        argv.append("--no-scripted-violation")
+    return int(sim_main(argv) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="citywatch", description="Citywatch telemetry and geofence engine")
+    p.add_argument("--log-level", default=os.environ.get("CITYWATCH_LOG_LEVEL", "info"))
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(name: str, func, help: str) -> argparse.ArgumentParser:  # type: ignore[no-untyped-def]
+        sp = sub.add_parser(name, help=help)
+        sp.add_argument("--config", default=None, help="settings file (default: config.yaml)")
+        sp.add_argument("--zones", default=None, help="zone folder or file (overrides zones.dir)")
+        sp.set_defaults(func=func)
+        return sp
+
+    up = add("up", cmd_up, "run the whole system on embedded defaults")
+    up.add_argument("--no-simulator", action="store_true", help="do not start the fleet simulator")
+    add("worker", cmd_worker, "run one Faust worker against the configured brokers")
+    add("bridge", cmd_bridge, "run the MQTT-to-Kafka bridge alone")
+    add("simulate", cmd_simulate, "run the fleet simulator against the configured MQTT broker")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _logging(args.log_level)
+    try:
+        return int(args.func(args) or 0)
+    except CitywatchError as exc:
+        print(f"citywatch: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,274 @@
+"""Zone files (GeoJSON FeatureCollections) parsed and validated into Zone objects.
+
+Every problem raises :class:`~engine.errors.ZoneFileError` naming the file,
+the feature (its id, or ``#index`` when the id is unusable) and the field.
+Loading is all-or-nothing: a bad file yields no zones at all.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import shapely
+from shapely.geometry.base import BaseGeometry
+
+from engine.errors import ZoneFileError
+from engine.geofence.schedule import Schedule, ScheduleError, parse_schedule, resolve_tz
+
+RULES = ("forbid", "speed", "corridor", "watch")
+SEVERITIES = ("info", "warning", "critical")
+DEFAULT_SEVERITY = {"forbid": "critical", "speed": "warning", "corridor": "warning", "watch": "info"}
+DEFAULT_TZ = "Asia/Shanghai"
+# GeoJSON type -> nesting depth of its "coordinates" (0 = one position).
+_DEPTH = {"Point": 0, "LineString": 1, "Polygon": 2, "MultiPolygon": 3}
+
+
+@dataclass(frozen=True)
+class Zone:
+    """One validated zone; ``geometry`` is WGS-84 lon/lat exactly as written in the file."""
+
+    id: str
+    name: str
+    rule: str
+    classes: frozenset[str] | None  # None = applies to every class
+    exempt: frozenset[str]
+    schedule: Schedule
+    severity: str
+    geometry: BaseGeometry  # Polygon, MultiPolygon, Point (circle) or LineString (corridor)
+    radius_m: float | None
+    width_m: float | None
+    speed_limit_kmh: float | None
+    approach_m: float | None
+    dwell_s: float | None
+    source: str
+
+    def applies_to(self, vehicle_class: str) -> bool:
+        """Whether the rule concerns ``vehicle_class`` (``exempt`` wins over ``classes``)."""
+        if vehicle_class in self.exempt:
+            return False
+        return self.classes is None or vehicle_class in self.classes
+
+
+class _Invalid(Exception):
+    """A feature problem before the file and feature are known."""
+
+    def __init__(self, field: str, reason: str):
+        super().__init__(reason)
+        self.field, self.reason = field, reason
+
+
+def load_zone_dir(path: str | PathLike[str], *, tz: str | ZoneInfo = DEFAULT_TZ) -> list[Zone]:
+    """Load every ``*.geojson`` in a directory (sorted by name), or one file.
+
+    Zone ids must be unique across the whole set.
+    """
+    root = Path(path)
+    if root.is_file():
+        return load_zone_file(root, tz=tz)
+    if not root.is_dir():
+        raise ZoneFileError(str(root), "no such file or directory")
+    zones: list[Zone] = []
+    seen: dict[str, str] = {}
+    for file in sorted(root.glob("*.geojson")):
+        for zone in load_zone_file(file, tz=tz):
+            if zone.id in seen:
+                raise ZoneFileError(
+                    str(file), f"duplicate id, already defined in {seen[zone.id]}", zone.id, "id"
+                )
+            seen[zone.id] = zone.source
+            zones.append(zone)
+    return zones
+
+
+def load_zone_file(path: str | PathLike[str], *, tz: str | ZoneInfo = DEFAULT_TZ) -> list[Zone]:
+    """Load one GeoJSON FeatureCollection file."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ZoneFileError(source, f"cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ZoneFileError(source, f"not UTF-8 text (byte {exc.start})") from None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ZoneFileError(
+            source, f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from None
+    return parse_feature_collection(obj, source=source, tz=tz)
+
+
+def parse_feature_collection(obj: Any, *, source: str, tz: str | ZoneInfo = DEFAULT_TZ) -> list[Zone]:
+    """Validate a decoded FeatureCollection into zones (ids unique within it)."""
+    zone_tz = resolve_tz(tz)
+    if not isinstance(obj, dict) or obj.get("type") != "FeatureCollection":
+        raise ZoneFileError(source, "not a GeoJSON FeatureCollection", field="type")
+    features = obj.get("features")
+    if not isinstance(features, list):
+        raise ZoneFileError(source, "'features' must be a list", field="features")
+    zones: list[Zone] = []
+    first_seen: dict[str, int] = {}
+    for index, feature in enumerate(features):
+        label = _label(feature, index)
+        try:
+            zone = _parse_feature(feature, source, zone_tz)
+        except _Invalid as exc:
+            raise ZoneFileError(source, exc.reason, label, exc.field) from None
+        if zone.id in first_seen:
+            reason = f"duplicate id {zone.id!r}, first used by feature #{first_seen[zone.id]}"
+            raise ZoneFileError(source, reason, f"#{index}", "id")
+        first_seen[zone.id] = index
+        zones.append(zone)
+    return zones
+
+
+def _label(feature: Any, index: int) -> str:
+    props = feature.get("properties") if isinstance(feature, dict) else None
+    zone_id = props.get("id") if isinstance(props, dict) else None
+    return zone_id if isinstance(zone_id, str) and zone_id else f"#{index}"
+
+
+def _parse_feature(feature: Any, source: str, tz: ZoneInfo) -> Zone:
+    if not isinstance(feature, dict) or feature.get("type") != "Feature":
+        raise _Invalid("type", "not a GeoJSON Feature")
+    props = feature.get("properties")
+    if not isinstance(props, dict):
+        raise _Invalid("properties", "missing or not an object")
+    zone_id = props.get("id")
+    if not isinstance(zone_id, str) or not zone_id.strip():
+        raise _Invalid("id", "required, a non-empty string")
+    name = props.get("name", zone_id)
+    if not isinstance(name, str):
+        raise _Invalid("name", "must be a string")
+    rule = props.get("rule")
+    if rule not in RULES:
+        raise _Invalid("rule", f"{rule!r} is not one of {', '.join(RULES)}")
+    severity = props.get("severity", DEFAULT_SEVERITY[rule])
+    if severity not in SEVERITIES:
+        raise _Invalid("severity", f"{severity!r} is not one of {', '.join(SEVERITIES)}")
+    numbers = {
+        key: _number(props, key, positive=key in ("radius_m", "width_m", "speed_limit_kmh"))
+        for key in ("radius_m", "width_m", "speed_limit_kmh", "approach_m", "dwell_s")
+    }
+    if rule == "speed" and numbers["speed_limit_kmh"] is None:
+        raise _Invalid("speed_limit_kmh", "required for rule 'speed'")
+    geometry = _parse_geometry(feature.get("geometry"))
+    _check_sizes(geometry.geom_type, numbers["radius_m"], numbers["width_m"])
+    try:
+        schedule = parse_schedule(props.get("schedule"), tz)
+    except ScheduleError as exc:
+        raise _Invalid(exc.field, exc.reason) from None
+    return Zone(
+        id=zone_id,
+        name=name,
+        rule=rule,
+        classes=_classes(props, "classes", allow_empty=False),
+        exempt=_classes(props, "exempt", allow_empty=True) or frozenset(),
+        schedule=schedule,
+        severity=severity,
+        geometry=geometry,
+        source=source,
+        **numbers,
+    )
+
+
+def _number(props: dict, key: str, *, positive: bool) -> float | None:
+    value = props.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise _Invalid(key, f"must be a finite number, got {value!r}")
+    if value < 0 or (positive and value == 0):
+        raise _Invalid(key, f"must be {'positive' if positive else 'non-negative'}, got {value!r}")
+    return float(value)
+
+
+def _classes(props: dict, key: str, *, allow_empty: bool) -> frozenset[str] | None:
+    value = props.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise _Invalid(key, "must be a list of non-empty strings")
+    if not value and not allow_empty:
+        raise _Invalid(key, "empty list matches no vehicle; omit it to apply to all classes")
+    return frozenset(value)
+
+
+def _check_sizes(kind: str, radius_m: float | None, width_m: float | None) -> None:
+    if kind == "Point" and radius_m is None:
+        raise _Invalid("radius_m", "a Point zone needs a positive radius_m (a circle)")
+    if kind != "Point" and radius_m is not None:
+        raise _Invalid("radius_m", f"only a Point zone takes radius_m, not a {kind}")
+    if kind == "LineString" and width_m is None:
+        raise _Invalid("width_m", "a LineString zone needs a positive width_m (a corridor)")
+    if kind != "LineString" and width_m is not None:
+        raise _Invalid("width_m", f"only a LineString zone takes width_m, not a {kind}")
+
+
+def _parse_geometry(raw: Any) -> BaseGeometry:
+    if not isinstance(raw, dict):
+        raise _Invalid("geometry", "missing or not an object")
+    kind = raw.get("type")
+    if kind not in _DEPTH:
+        raise _Invalid("geometry.type", f"{kind!r} not supported; use {', '.join(_DEPTH)}")
+    coords = _coordinates(raw.get("coordinates"), _DEPTH[kind], "geometry.coordinates")
+    if kind == "Point":
+        return shapely.Point(coords)
+    if kind == "LineString":
+        line = _line(coords, 2, "geometry.coordinates")
+        if line.length == 0:
+            raise _Invalid("geometry.coordinates", "LineString has zero length")
+        return line
+    if kind == "Polygon":
+        geometry: BaseGeometry = _polygon(coords, "geometry.coordinates")
+    else:
+        if not coords:
+            raise _Invalid("geometry.coordinates", "MultiPolygon has no polygons")
+        where = "geometry.coordinates[{}]"
+        geometry = shapely.MultiPolygon([_polygon(p, where.format(i)) for i, p in enumerate(coords)])
+    if not shapely.is_valid(geometry):
+        raise _Invalid("geometry", f"invalid polygon: {shapely.is_valid_reason(geometry)}")
+    return geometry
+
+
+def _polygon(rings: list, where: str) -> shapely.Polygon:
+    if not rings:
+        raise _Invalid(where, "Polygon has no rings")
+    closed = [_line(ring, 4, f"{where}[{i}]") for i, ring in enumerate(rings)]
+    for i, ring in enumerate(closed):
+        if not ring.is_closed:
+            raise _Invalid(f"{where}[{i}]", "ring is not closed (first position != last)")
+    return shapely.Polygon(closed[0].coords, [r.coords for r in closed[1:]])
+
+
+def _line(positions: list, minimum: int, where: str) -> shapely.LineString:
+    if len(positions) < minimum:
+        raise _Invalid(where, f"needs at least {minimum} positions, got {len(positions)}")
+    return shapely.LineString(positions)
+
+
+def _coordinates(raw: Any, depth: int, where: str) -> Any:
+    """Check nesting and every position; return nested lists of (lon, lat)."""
+    if depth == 0:
+        return _position(raw, where)
+    if not isinstance(raw, list):
+        raise _Invalid(where, "must be a list")
+    return [_coordinates(item, depth - 1, f"{where}[{i}]") for i, item in enumerate(raw)]
+
+
+def _position(raw: Any, where: str) -> tuple[float, float]:
+    if not isinstance(raw, list) or len(raw) not in (2, 3):
+        raise _Invalid(where, f"a position must be [lon, lat], got {raw!r}")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in raw):
+        raise _Invalid(where, f"coordinates must be numbers, got {raw!r}")
+    lon, lat = float(raw[0]), float(raw[1])
+    if not (math.isfinite(lon) and -180 <= lon <= 180 and math.isfinite(lat) and -90 <= lat <= 90):
+        raise _Invalid(where, f"[{lon}, {lat}] is outside WGS-84 lon [-180, 180], lat [-90, 90]")
+    return lon, lat
+

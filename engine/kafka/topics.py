@@ -1,0 +1,20 @@
+"""The Kafka topics Citywatch owns, created once with the configured partition count.
+
+Producers (bridge) and Faust workers both call :func:`ensure_topics` at start,
+so whichever starts first creates them with the same partition count and a
+vehicle's key hashes to the same partition everywhere.
+"""
+
+from __future__ import annotations
+
+from engine.brokers.kafka import create_topics
+from engine.settings import Settings
+
+
+def topic_specs(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
+    n, t = settings.kafka.partitions, settings.kafka.topics
+    return {t.fixes: (n, {}), t.fixes_rejected: (n, {}), t.alerts: (n, {})}
+
+
+def ensure_topics(settings: Settings) -> None:
+    create_topics(settings.kafka.bootstrap, topic_specs(settings))

@@ -1,0 +1,68 @@
+"""Every Prometheus metric of Citywatch, built against an injected registry.
+
+Names follow DESIGN.md ("Metrics"). Counters are counted where the event is
+read from the log of record, so that adding workers adds up: each worker
+counts the partitions it owns.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
+class WorkerMetrics:
+    """Metrics of a Faust worker (served on ``web.port``/metrics)."""
+
+    def __init__(self, registry: CollectorRegistry):
+        self.registry = registry
+        self.fixes_received = Counter(
+            "citywatch_fixes_received_total", "Fixes received, accepted or rejected, by source",
+            ["source"], registry=registry)
+        self.fixes_rejected = Counter(
+            "citywatch_fixes_rejected_total", "Fixes rejected, by reason", ["reason"], registry=registry)
+        self.zone_checks = Counter(
+            "citywatch_zone_checks_total", "Fixes checked against the zone index", registry=registry)
+        self.alerts = Counter(
+            "citywatch_alerts_total", "Alerts emitted, by kind and severity", ["kind", "severity"], registry=registry)
+        self.fix_to_alert = Histogram(
+            "citywatch_fix_to_alert_seconds", "Event time of the fix to the alert being emitted",
+            buckets=LATENCY_BUCKETS, registry=registry)
+        self.vehicles_active = Gauge(
+            "citywatch_vehicles_active", "Vehicles with a fix in the active window, by class",
+            ["class"], registry=registry)
+        self.zones_loaded = Gauge("citywatch_zones_loaded", "Zones in the active index", registry=registry)
+        self.alerts_delivered = Counter(
+            "citywatch_alerts_delivered_total", "Alerts delivered to an outbound channel", ["channel"],
+            registry=registry)
+        self.alert_delivery_failures = Counter(
+            "citywatch_alert_delivery_failures_total", "Failed attempts to deliver an alert", ["channel"],
+            registry=registry)
+        self.batch_size = Histogram(
+            "citywatch_batch_fixes", "Fixes per processed batch",
+            buckets=(1, 10, 50, 100, 250, 500, 1000, 5000), registry=registry)
+        self.processing_errors = Counter(
+            "citywatch_processing_errors_total", "Batches that raised while being processed", ["agent"],
+            registry=registry)
+
+
+class BridgeMetrics:
+    """Metrics of an MQTT-to-Kafka bridge (served on ``bridge.metrics_port``)."""
+
+    def __init__(self, registry: CollectorRegistry):
+        self.registry = registry
+        self.messages = Counter(
+            "citywatch_bridge_messages_total", "MQTT messages received by the bridge", registry=registry)
+        self.fixes_produced = Counter(
+            "citywatch_bridge_fixes_produced_total", "Valid fixes produced to Kafka", registry=registry)
+        self.rejections_produced = Counter(
+            "citywatch_bridge_rejections_total", "Rejected inputs produced to the rejected topic, by reason",
+            ["reason"], registry=registry)
+        self.kafka_errors = Counter(
+            "citywatch_bridge_kafka_errors_total", "Kafka produce attempts that failed", registry=registry)
+        self.in_flight = Gauge(
+            "citywatch_bridge_in_flight", "MQTT messages received but not yet acknowledged", registry=registry)
+        self.mqtt_connected = Gauge(
+            "citywatch_bridge_mqtt_connected", "1 while the bridge is connected to the MQTT broker",
+            registry=registry)

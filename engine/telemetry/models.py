@@ -1,0 +1,49 @@
+"""The fix record as it travels on the Kafka ``fixes`` topic, and vehicle classes."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import orjson
+
+CLASSES = ("hazmat", "police", "fire", "ambulance", "taxi", "bus", "ride_hailing", "other")
+
+
+@dataclass(slots=True)
+class Fix:
+    """One accepted GPS fix, normalised: ``ts`` is epoch seconds (UTC), WGS-84 degrees."""
+
+    vehicle_id: str
+    ts: float
+    lat: float
+    lon: float
+    vclass: str = "other"
+    speed_kmh: float | None = None
+    heading: float | None = None
+    accuracy_m: float | None = None
+    alarm_flags: int | None = None
+    received_at: float | None = None
+    source: str = "mqtt"
+
+    def to_json(self) -> bytes:
+        d = asdict(self)
+        d["class"] = d.pop("vclass")
+        return orjson.dumps(d)
+
+    @classmethod
+    def from_obj(cls, d: dict[str, Any]) -> "Fix":
+        return cls(
+            vehicle_id=d["vehicle_id"], ts=d["ts"], lat=d["lat"], lon=d["lon"],
+            vclass=d.get("class") or "other", speed_kmh=d.get("speed_kmh"), heading=d.get("heading"),
+            accuracy_m=d.get("accuracy_m"), alarm_flags=d.get("alarm_flags"),
+            received_at=d.get("received_at"), source=d.get("source", "mqtt"),
+        )
+
+
+def decode_fixes(value: bytes) -> list[Fix]:
+    """A ``fixes`` message holds one fix object or an array of them."""
+    obj = orjson.loads(value)
+    if isinstance(obj, list):
+        return [Fix.from_obj(o) for o in obj]
+    return [Fix.from_obj(obj)]

@@ -71,16 +71,22 @@ class AsyncPublisher:
             raise ConnectionError(f"MQTT publish not acknowledged within {timeout} s") from None
 
 
-def on_connect_subscribe(topics: list[tuple[str, int]], on_state: Callable[[bool], None] | None = None):
-    """An ``on_connect`` callback that (re)subscribes after every connect."""
+def subscribe_on_connect(client: mqtt.Client, topics: list[tuple[str, int]],
+                         on_subscribed: Callable[[], None] | None = None) -> None:
+    """(Re)subscribe to ``topics`` after every connect; ``on_subscribed`` runs once the broker confirms."""
 
     def _on_connect(client, userdata, flags, reason_code, properties=None):
         if reason_code.is_failure:
             log.warning("MQTT connect refused: %s", reason_code)
             return
-        if topics:
-            client.subscribe(topics)
-        if on_state:
-            on_state(True)
+        client.subscribe(topics)
 
-    return _on_connect
+    def _on_subscribe(client, userdata, mid, reason_codes, properties=None):
+        failed = [rc for rc in reason_codes if rc.is_failure]
+        if failed:
+            log.error("MQTT subscription to %s refused: %s", [t for t, _ in topics], failed)
+        elif on_subscribed:
+            on_subscribed()
+
+    client.on_connect = _on_connect
+    client.on_subscribe = _on_subscribe

@@ -237,10 +237,10 @@ def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
         if not all(path):
             raise ConfigError(f"environment variable {name}: empty key part")
         node = raw
-        for part in path[:-1]:
+        for depth, part in enumerate(path[:-1]):
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise ConfigError(f"environment variable {name}: {part} is not a section")
+                raise ConfigError(f"environment variable {name}: {'.'.join(path[:depth + 1])} is not a section")
             node = child
         node[path[-1]] = value
     return raw

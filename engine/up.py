@@ -78,7 +78,7 @@ def format_alert(a: dict[str, Any]) -> str:
 def watch_alerts(settings: Settings) -> Any:
     """Subscribe to ``alerts_topic/#`` and print each alert as a line."""
     client = mqttc.make_client(settings.mqtt, f"citywatch-up-console-{os.getpid()}")
-    client.on_connect = mqttc.on_connect_subscribe([(f"{settings.mqtt.alerts_topic}/#", 1)])
+    mqttc.subscribe_on_connect(client, [(f"{settings.mqtt.alerts_topic}/#", 1)])
 
     def on_message(client, userdata, msg) -> None:  # type: ignore[no-untyped-def]
         try:

@@ -116,9 +116,9 @@ class Bridge:
                                           client_id=s.bridge.client_id)
         await self._producer.start()
         self._client = mqttc.make_client(s.mqtt, s.bridge.client_id, clean_session=False, manual_ack=True)
-        self._client.on_connect = mqttc.on_connect_subscribe(
-            [(f"{s.mqtt.fixes_topic}/#", s.mqtt.qos), (s.mqtt.fixes_topic, s.mqtt.qos)],
-            lambda up: self.metrics.mqtt_connected.set(1 if up else 0))
+        mqttc.subscribe_on_connect(self._client, [(f"{s.mqtt.fixes_topic}/#", s.mqtt.qos),
+                                                  (s.mqtt.fixes_topic, s.mqtt.qos)],
+                                   lambda: self.metrics.mqtt_connected.set(1))
         self._client.on_message = self._on_message
         self._client.on_disconnect = self._on_disconnect
         mqttc.start(self._client, s.mqtt)

@@ -1,0 +1,17 @@
+# The commands README.md and CI use.
+.PHONY: install up test bench clean
+
+install:
+	@scripts/setup.sh
+
+up: install
+	.venv/bin/citywatch up
+
+test: install
+	.venv/bin/python -m pytest
+
+bench: install
+	.venv/bin/python benchmarks/bench_zone_index.py
+
+clean:
+	rm -rf var .venv *.egg-info

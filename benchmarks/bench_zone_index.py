@@ -1,0 +1,171 @@
+"""Micro-benchmark of the zone index: microseconds per fix, and ratios to baselines.
+
+Random zones (star polygons, circles, corridors) scattered over Xiamen
+(24.38-24.90 N, 117.88-118.43 E) and random fixes, each with a previous fix
+up to ~500 m away (30 s at 60 km/h). For each zone count it times
+
+- ``ZoneIndex.project``, ``point_hits`` and ``segment_hits`` on all fixes;
+- per-fix loop (baseline): one shapely Point / LineString per fix and a
+  scalar ``STRtree.query(..., predicate="intersects")``;
+- rtree: ``rtree.Index.intersection_v`` for bounding-box candidates, then
+  the same vectorised shapely test on the candidate pairs as ``ZoneIndex``.
+
+It checks that all three give the same pairs. Usage::
+
+    .venv/bin/python benchmarks/bench_zone_index.py [--fixes N] [--zones 50,1000,20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import rtree
+import shapely
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from engine.geofence.index import ZoneIndex  # noqa: E402
+from engine.geofence.zones import parse_feature_collection  # noqa: E402
+
+LON0, LON1, LAT0, LAT1 = 117.88, 118.43, 24.38, 24.90
+M_PER_DEG = 111_000.0
+
+
+def setup(n_zones: int, n_fixes: int, seed: int) -> tuple[ZoneIndex, dict[str, np.ndarray], float]:
+    """Random zones through the real loader, the index, and random fixes (projected)."""
+    rng = np.random.default_rng(seed)
+    features = [_random_feature(rng, i) for i in range(n_zones)]
+    start = time.perf_counter()
+    zones = parse_feature_collection({"type": "FeatureCollection", "features": features}, source="bench")
+    index = ZoneIndex(zones)
+    build_s = time.perf_counter() - start
+    lon, lat = rng.uniform(LON0, LON1, n_fixes), rng.uniform(LAT0, LAT1, n_fixes)
+    step, heading = rng.uniform(0, 500, n_fixes), rng.uniform(0, 2 * np.pi, n_fixes)
+    x1, y1 = index.project(lon, lat)
+    fixes = {"lon": lon, "lat": lat, "x1": x1, "y1": y1,
+             "x0": x1 - step * np.sin(heading), "y0": y1 - step * np.cos(heading)}
+    return index, fixes, build_s
+
+
+def _random_feature(rng: np.random.Generator, i: int) -> dict:
+    lon, lat = rng.uniform(LON0, LON1), rng.uniform(LAT0, LAT1)
+    kind = rng.choice(["polygon", "circle", "corridor"], p=[0.6, 0.2, 0.2])
+    props = {"id": f"z{i}", "rule": "forbid"}
+    if kind == "circle":
+        props["radius_m"] = float(rng.uniform(50, 500))
+        geometry = {"type": "Point", "coordinates": [lon, lat]}
+    elif kind == "corridor":
+        props["width_m"] = float(rng.uniform(10, 60))
+        steps = rng.normal(0, 800 / M_PER_DEG, (int(rng.integers(1, 5)), 2))
+        coords = np.vstack([[lon, lat], [lon, lat] + np.cumsum(steps, axis=0)])
+        geometry = {"type": "LineString", "coordinates": coords.tolist()}
+    else:
+        n = int(rng.integers(8, 25))
+        angles = 2 * np.pi * (np.arange(n) + rng.uniform(0, 0.9, n)) / n
+        radii = rng.uniform(50, 600, n) / M_PER_DEG
+        ring = np.column_stack([lon + radii * np.cos(angles), lat + radii * np.sin(angles)])
+        geometry = {"type": "Polygon", "coordinates": [np.vstack([ring, ring[:1]]).tolist()]}
+    return {"type": "Feature", "properties": props, "geometry": geometry}
+
+
+def best_of(repeats: int, fn, *args):
+    """(seconds of the fastest run, result of the last run)."""
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn(*args)
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def per_fix_points(tree: shapely.STRtree, x: np.ndarray, y: np.ndarray) -> set:
+    return {(i, int(j)) for i in range(len(x))
+            for j in tree.query(shapely.Point(x[i], y[i]), predicate="intersects")}
+
+
+def per_fix_segments(tree: shapely.STRtree, x0, y0, x1, y1) -> set:
+    return {(i, int(j)) for i in range(len(x0))
+            for j in tree.query(shapely.LineString([(x0[i], y0[i]), (x1[i], y1[i])]), predicate="intersects")}
+
+
+def rtree_index(areas: np.ndarray) -> rtree.index.Index:
+    bounds = shapely.bounds(areas)
+    return rtree.index.Index(((i, tuple(b), None) for i, b in enumerate(bounds)), interleaved=True)
+
+
+def rtree_points(idx: rtree.index.Index, areas: np.ndarray, x, y) -> tuple[np.ndarray, np.ndarray]:
+    xy = np.column_stack([x, y])
+    zone, counts = idx.intersection_v(xy, xy)
+    fix = np.repeat(np.arange(len(x)), counts.astype(np.intp))
+    hit = shapely.intersects_xy(areas[zone], x[fix], y[fix])
+    return fix[hit], zone[hit]
+
+
+def rtree_segments(idx: rtree.index.Index, areas: np.ndarray, x0, y0, x1, y1) -> tuple[np.ndarray, np.ndarray]:
+    mins = np.column_stack([np.minimum(x0, x1), np.minimum(y0, y1)])
+    maxs = np.column_stack([np.maximum(x0, x1), np.maximum(y0, y1)])
+    zone, counts = idx.intersection_v(mins, maxs)
+    fix = np.repeat(np.arange(len(x0)), counts.astype(np.intp))
+    lines = shapely.linestrings(np.stack([x0, y0, x1, y1], axis=1).reshape(-1, 2, 2))
+    hit = shapely.intersects(areas[zone], lines[fix])
+    return fix[hit], zone[hit]
+
+
+def as_set(fix: np.ndarray, zone: np.ndarray, limit: int | None = None) -> set:
+    keep = fix < limit if limit is not None else slice(None)
+    return set(zip(fix[keep].tolist(), zone[keep].tolist()))
+
+
+def run(n_zones: int, n_fixes: int, n_loop: int, repeats: int, seed: int) -> None:
+    index, f, build_s = setup(n_zones, n_fixes, seed)
+    us = 1e6 / n_fixes
+    t_proj, _ = best_of(repeats, index.project, f["lon"], f["lat"])
+    t_pt, pt = best_of(repeats, index.point_hits, f["x1"], f["y1"])
+    t_seg, seg = best_of(repeats, index.segment_hits, f["x0"], f["y0"], f["x1"], f["y1"])
+
+    start = time.perf_counter()
+    idx = rtree_index(index.areas)
+    rtree_build_s = time.perf_counter() - start
+    t_rpt, rpt = best_of(repeats, rtree_points, idx, index.areas, f["x1"], f["y1"])
+    t_rseg, rseg = best_of(repeats, rtree_segments, idx, index.areas, f["x0"], f["y0"], f["x1"], f["y1"])
+
+    tree, n = shapely.STRtree(index.areas), min(n_loop, n_fixes)
+    t_lpt, lpt = best_of(1, per_fix_points, tree, f["x1"][:n], f["y1"][:n])
+    t_lseg, lseg = best_of(1, per_fix_segments, tree, f["x0"][:n], f["y0"][:n], f["x1"][:n], f["y1"][:n])
+
+    agree = (as_set(*pt) == as_set(*rpt) and as_set(*seg) == as_set(*rseg)
+             and as_set(*pt, limit=n) == lpt and as_set(*seg, limit=n) == lseg)
+    print(f"\n{n_zones} zones: load+build {build_s:.2f} s (rtree build {rtree_build_s:.2f} s); "
+          f"{len(pt[0]) / n_fixes:.3f} point hits/fix, {len(seg[0]) / n_fixes:.3f} segment hits/fix; "
+          f"results agree: {'yes' if agree else 'NO'}")
+    print(f"  {'us/fix':<12}{'ZoneIndex':>10}{'per-fix loop':>14}{'ratio':>8}{'rtree':>9}{'ratio':>8}")
+    print(f"  {'project':<12}{t_proj * us:>10.3f}")
+    for name, t, t_loop, t_rtree in (("point", t_pt, t_lpt, t_rpt), ("segment", t_seg, t_lseg, t_rseg)):
+        loop_us = t_loop * 1e6 / n
+        print(f"  {name:<12}{t * us:>10.3f}{loop_us:>14.3f}{loop_us / (t * us):>7.1f}x"
+              f"{t_rtree * us:>9.3f}{t_rtree / t:>7.1f}x")
+    if not agree:
+        raise SystemExit("results disagree: the index is wrong")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fixes", type=int, default=100_000, help="fixes per vectorised run")
+    parser.add_argument("--zones", default="50,1000,20000", help="comma-separated zone counts")
+    parser.add_argument("--loop-fixes", type=int, default=10_000, help="fixes for the per-fix loop baseline")
+    parser.add_argument("--repeats", type=int, default=3, help="vectorised runs per figure (best kept)")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    print(f"shapely {shapely.__version__} (GEOS {shapely.geos_version_string}), rtree {rtree.__version__}, "
+          f"numpy {np.__version__}; {args.fixes} fixes, per-fix loop on {min(args.loop_fixes, args.fixes)}")
+    for n_zones in (int(z) for z in args.zones.split(",")):
+        run(n_zones, args.fixes, args.loop_fixes, args.repeats, args.seed)
+
+
+if __name__ == "__main__":
+    main()

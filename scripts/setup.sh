@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Install what Citywatch needs on a fresh machine: mosquitto (where apt exists) and a
+# virtualenv with the package and its test tools. Idempotent: a second run is quick.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
+  if command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing mosquitto (Debian package)"
+    SUDO=""; [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq mosquitto >/dev/null
+    # Citywatch spawns its own mosquitto with its own config; the distribution's service is not needed.
+    $SUDO systemctl disable --now mosquitto >/dev/null 2>&1 || true
+  else
+    echo "setup: no apt-get here; the pure-Python amqtt broker will stand in for mosquitto"
+  fi
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv"
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.citywatch-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "setup: installing Python dependencies into .venv"
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e ".[dev]"
+  touch "$stamp"
+fi

@@ -1,0 +1,233 @@
+"""Session fixtures: real brokers on free loopback ports, and helpers to run Citywatch processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+from engine.brokers.kafka import start_tansu
+from engine.brokers.mqtt import start_mqtt_broker
+from engine.brokers.ports import SpawnedBroker, free_port, log_tail
+from engine.settings import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.1) -> object:
+    """Poll until ``predicate()`` is truthy; fail the test naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpawnedBroker]:
+    d = tmp_path_factory.mktemp("tansu")
+    broker = start_tansu("127.0.0.1", free_port(), log_path=d / "tansu.log")
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(scope="session")
+def mqtt_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpawnedBroker]:
+    broker = start_mqtt_broker("127.0.0.1", free_port(), workdir=tmp_path_factory.mktemp("mqtt"))
+    yield broker
+    broker.stop()
+
+
+def env_for(settings: Settings) -> dict[str, str]:
+    """Environment that makes a child process load exactly ``settings``."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
+
+    def walk(prefix: str, d: dict) -> None:
+        for k, v in d.items():
+            if isinstance(v, dict):
+                walk(f"{prefix}{k.upper()}__", v)
+            else:
+                env[f"CITYWATCH_{prefix}{k.upper()}"] = str(v)
+
+    from engine.settings import to_dict
+
+    walk("", to_dict(settings))
+    return env
+
+
+@pytest.fixture
+def make_settings(kafka_broker: SpawnedBroker, mqtt_broker: SpawnedBroker, tmp_path: Path) -> Callable[..., Settings]:
+    """Settings for one test's own system: fresh topics, group, client ids and ports."""
+
+    def make(**sections: dict) -> Settings:
+        tag = uuid.uuid4().hex[:8]
+        base = load_settings(ROOT / "config.yaml", env={}).replace(
+            mqtt={"host": mqtt_broker.host, "port": mqtt_broker.port,
+                  "fixes_topic": f"t{tag}/fixes", "alerts_topic": f"t{tag}/alerts"},
+            kafka={"bootstrap": kafka_broker.address,
+                   "topics": {"fixes": f"fixes-{tag}", "fixes_rejected": f"fixes-{tag}.rejected",
+                              "alerts": f"alerts-{tag}"}},
+            web={"port": free_port()},
+            bridge={"client_id": f"bridge-{tag}", "metrics_port": free_port()},
+            worker={"app_id": f"cw-{tag}", "data_dir": str(tmp_path / f"worker-{tag}")},
+            zones={"dir": str(ROOT / "zones")},
+            up={"data_dir": str(tmp_path / f"up-{tag}")},
+        )
+        return base.replace(**sections) if sections else base
+
+    return make
+
+
+class Proc:
+    """A Citywatch child process with its log; stopped (SIGTERM, then kill) by the fixture."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path):
+        self.log_path = log_path
+        self._fh = open(log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "engine", *args], env=env, cwd=ROOT,
+                                     stdout=self._fh, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def log(self) -> str:
+        return log_tail(self.log_path, max_lines=60, max_chars=8000)
+
+    def stop(self, timeout: float = 20.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._fh.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
+    procs: list[Proc] = []
+
+    def start(name: str, args: list[str], settings: Settings) -> Proc:
+        p = Proc(args, env_for(settings), tmp_path / f"{name}.log")
+        procs.append(p)
+        return p
+
+    yield start
+    for p in reversed(procs):
+        p.stop()
+
+
+class MqttProbe:
+    """A paho client that records what arrives on its subscriptions and publishes at QoS 1."""
+
+    def __init__(self, host: str, port: int, subscriptions: list[str] | None = None):
+        import threading
+
+        import paho.mqtt.client as mqtt
+
+        self.messages: list[tuple[str, bytes]] = []
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"probe-{uuid.uuid4().hex[:8]}",
+                                  protocol=mqtt.MQTTv311)
+        subs = [(s, 1) for s in subscriptions or []]
+
+        def on_connect(client, userdata, flags, rc, props=None):  # type: ignore[no-untyped-def]
+            if subs:
+                client.subscribe(subs)
+            else:
+                self._subscribed.set()
+
+        def on_subscribe(client, userdata, mid, rcs, props=None):  # type: ignore[no-untyped-def]
+            self._subscribed.set()
+
+        def on_message(client, userdata, msg):  # type: ignore[no-untyped-def]
+            with self._lock:
+                self.messages.append((msg.topic, msg.payload))
+
+        self.client.on_connect, self.client.on_subscribe, self.client.on_message = on_connect, on_subscribe, on_message
+        self.client.connect(host, port)
+        self.client.loop_start()
+        if not self._subscribed.wait(15):
+            raise RuntimeError(f"MQTT probe could not subscribe on {host}:{port}")
+
+    def publish(self, topic: str, payload: bytes | str, qos: int = 1) -> None:
+        info = self.client.publish(topic, payload, qos=qos)
+        info.wait_for_publish(15)
+        assert info.is_published(), f"publish to {topic} not acknowledged"
+
+    def received(self) -> list[tuple[str, bytes]]:
+        with self._lock:
+            return list(self.messages)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def mqtt_probe(mqtt_broker: SpawnedBroker) -> Iterator[Callable[..., MqttProbe]]:
+    probes: list[MqttProbe] = []
+
+    def make(subscriptions: list[str] | None = None) -> MqttProbe:
+        p = MqttProbe(mqtt_broker.host, mqtt_broker.port, subscriptions)
+        probes.append(p)
+        return p
+
+    yield make
+    for p in probes:
+        p.close()
+
+
+def read_topic(bootstrap: str, topic: str, *, min_count: int, timeout: float = 30.0) -> list[tuple[bytes | None, bytes]]:
+    """Every record of ``topic`` from the beginning, once at least ``min_count`` are there (or time is up)."""
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer
+
+    async def run() -> list[tuple[bytes | None, bytes]]:
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
+                                    auto_offset_reset="earliest", enable_auto_commit=False)
+        await consumer.start()
+        out: list[tuple[bytes | None, bytes]] = []
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and len(out) < min_count:
+                batch = await consumer.getmany(timeout_ms=500)
+                for records in batch.values():
+                    out.extend((r.key, r.value) for r in records)
+            for records in (await consumer.getmany(timeout_ms=500)).values():  # anything right behind
+                out.extend((r.key, r.value) for r in records)
+        finally:
+            await consumer.stop()
+        return out
+
+    return asyncio.run(run())
+
+
+def scrape(port: int) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        return r.read().decode()
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels`` (0 when absent)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    total = 0.0
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                total += s.value
+    return total

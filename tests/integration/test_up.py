@@ -1,0 +1,132 @@
+"""``citywatch up`` as a newcomer runs it: brokers spawned or reused, alerts printed, Ctrl-C leaves nothing behind."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import orjson
+import pytest
+
+from engine.brokers.ports import free_port
+from tests.conftest import ROOT, env_for, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+
+class Up:
+    def __init__(self, args: list[str], env: dict[str, str]):
+        self.proc = subprocess.Popen([sys.executable, "-m", "engine", "up", *args], env=env, cwd=ROOT,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            self.lines.append(raw.decode("utf-8", "replace").rstrip())
+
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def pids(self) -> list[int]:
+        return sorted({int(p) for p in re.findall(r"pid (\d+)", self.output())})
+
+    def interrupt(self) -> int:
+        """Ctrl-C as a terminal sends it: SIGINT to the foreground process group."""
+        os.killpg(self.proc.pid, signal.SIGINT)
+        try:
+            return self.proc.wait(60)
+        finally:
+            self._reader.join(5)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ")[1][0] != "Z"
+    except OSError:
+        return False
+
+
+def test_up_spawns_everything_shows_the_scripted_violation_and_stops_clean(make_settings, tmp_path):
+    settings = make_settings(mqtt={"port": free_port(), "fixes_topic": "citywatch/fixes",
+                                   "alerts_topic": "citywatch/alerts"},
+                             kafka={"bootstrap": f"127.0.0.1:{free_port()}"})
+    up = Up([], env_for(settings))
+    try:
+        wait_for(lambda: "Citywatch is up." in up.output() or up.proc.poll() is not None, 90, "the banner")
+        assert up.proc.poll() is None, up.output()
+        out = up.output()
+        assert "(spawned, pid" in out and "simulator (pid" in out
+        assert f"127.0.0.1:{settings.mqtt.port}" in out and settings.kafka.bootstrap in out
+        pids = up.pids()
+        assert len(pids) == 5  # mqtt broker, kafka broker, worker, bridge, simulator
+        wait_for(lambda: re.search(r"CRITICAL\s+zone\.enter\s+闽DH0001 \(hazmat\) entered Haicang Tunnel", up.output()),
+                 150, f"the scripted violation line; output so far:\n{up.output()}")
+        code = up.interrupt()
+    finally:
+        up.kill()
+    assert code == 0, up.output()
+    assert "citywatch: stopped" in up.output()
+    assert [p for p in pids if alive(p)] == []
+
+
+def test_up_reuses_running_brokers_and_takes_another_zone_folder(make_settings, mqtt_probe, tmp_path):
+    zones = tmp_path / "other-zones"
+    zones.mkdir()
+    (zones / "depot.geojson").write_text(orjson.dumps({"type": "FeatureCollection", "features": [{
+        "type": "Feature", "properties": {"id": "test-depot", "name": "Test depot", "rule": "forbid",
+                                          "classes": ["taxi"]},
+        "geometry": {"type": "Polygon", "coordinates": [[[118.10, 24.60], [118.11, 24.60], [118.11, 24.61],
+                                                         [118.10, 24.61], [118.10, 24.60]]]}}]}).decode())
+    settings = make_settings()
+    probe = mqtt_probe([f"{settings.mqtt.alerts_topic}/#"])
+    up = Up(["--no-simulator", "--zones", str(zones)], env_for(settings))
+    try:
+        wait_for(lambda: "Citywatch is up." in up.output() or up.proc.poll() is not None, 90, "the banner")
+        assert up.proc.poll() is None, up.output()
+        assert up.output().count("already running there (reused)") == 2
+        assert "simulator" not in up.output().split("Processes", 1)[1].splitlines()[0]
+        assert len(up.pids()) == 2  # worker and bridge only
+
+        def bridge_subscribed() -> bool:
+            from tests.conftest import metric_value, scrape
+            try:
+                return metric_value(scrape(settings.bridge.metrics_port), "citywatch_bridge_mqtt_connected") == 1
+            except OSError:
+                return False
+
+        wait_for(bridge_subscribed, 60, "the bridge to subscribe")
+        fix = {"vehicle_id": "闽DT0009", "class": "taxi", "ts": time.time() - 5, "lat": 24.605, "lon": 118.105}
+        probe.publish(f"{settings.mqtt.fixes_topic}/闽DT0009", orjson.dumps(fix))
+        got = wait_for(lambda: [orjson.loads(p) for _, p in probe.received()], 90, "the depot alert")
+        assert [(a["kind"], a["zone_id"]) for a in got] == [("zone.enter", "test-depot")]
+        wait_for(lambda: "Test depot" in up.output(), 30, "the alert line on the console")
+        pids = up.pids()
+        code = up.interrupt()
+    finally:
+        up.kill()
+    assert code == 0, up.output()
+    assert [p for p in pids if alive(p)] == []
+
+
+def test_up_reports_a_bad_config_file_clearly(tmp_path):
+    bad = tmp_path / "config.yaml"
+    bad.write_text("mqtt:\n  port: not-a-port\n")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    r = subprocess.run([sys.executable, "-m", "engine", "up", "--config", str(bad)], env=env, cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert "setting mqtt.port: expected an integer, got 'not-a-port'" in r.stderr

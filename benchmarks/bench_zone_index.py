@@ -47,8 +47,14 @@ def setup(n_zones: int, n_fixes: int, seed: int) -> tuple[ZoneIndex, dict[str, n
     lon, lat = rng.uniform(LON0, LON1, n_fixes), rng.uniform(LAT0, LAT1, n_fixes)
     step, heading = rng.uniform(0, 500, n_fixes), rng.uniform(0, 2 * np.pi, n_fixes)
     x1, y1 = index.project(lon, lat)
-    fixes = {"lon": lon, "lat": lat, "x1": x1, "y1": y1,
-             "x0": x1 - step * np.sin(heading), "y0": y1 - step * np.cos(heading)}
+    fixes = {
+        "lon": lon,
+        "lat": lat,
+        "x1": x1,
+        "y1": y1,
+        "x0": x1 - step * np.sin(heading),
+        "y0": y1 - step * np.cos(heading),
+    }
     return index, fixes, build_s
 
 
@@ -84,24 +90,38 @@ def best_of(repeats: int, fn, *args):
 
 
 def per_fix_points(tree: shapely.STRtree, x: np.ndarray, y: np.ndarray) -> set:
-    return {(i, int(j)) for i in range(len(x))
-            for j in tree.query(shapely.Point(x[i], y[i]), predicate="intersects")}
+    return {(i, int(j)) for i in range(len(x)) for j in tree.query(shapely.Point(x[i], y[i]), predicate="intersects")}
 
 
 def per_fix_segments(tree: shapely.STRtree, x0, y0, x1, y1) -> set:
-    return {(i, int(j)) for i in range(len(x0))
-            for j in tree.query(shapely.LineString([(x0[i], y0[i]), (x1[i], y1[i])]), predicate="intersects")}
+    return {
+        (i, int(j))
+        for i in range(len(x0))
+        for j in tree.query(shapely.LineString([(x0[i], y0[i]), (x1[i], y1[i])]), predicate="intersects")
+    }
 
 
 def rtree_index(areas: np.ndarray) -> rtree.index.Index:
     bounds = shapely.bounds(areas)
+    if not len(bounds):
+        return rtree.index.Index(interleaved=True)  # bulk loading refuses an empty stream
     return rtree.index.Index(((i, tuple(b), None) for i, b in enumerate(bounds)), interleaved=True)
+
+
+def by_zone(fix: np.ndarray, zone: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate pairs grouped by zone, as ZoneIndex does before its shapely test."""
+    order = np.argsort(zone, kind="stable")
+    return fix[order], zone[order]
+
+
+def rtree_candidates(idx: rtree.index.Index, mins: np.ndarray, maxs: np.ndarray):
+    zone, counts = idx.intersection_v(mins, maxs)
+    return by_zone(np.repeat(np.arange(len(mins)), counts.astype(np.intp)), zone)
 
 
 def rtree_points(idx: rtree.index.Index, areas: np.ndarray, x, y) -> tuple[np.ndarray, np.ndarray]:
     xy = np.column_stack([x, y])
-    zone, counts = idx.intersection_v(xy, xy)
-    fix = np.repeat(np.arange(len(x)), counts.astype(np.intp))
+    fix, zone = rtree_candidates(idx, xy, xy)
     hit = shapely.intersects_xy(areas[zone], x[fix], y[fix])
     return fix[hit], zone[hit]
 
@@ -109,16 +129,19 @@ def rtree_points(idx: rtree.index.Index, areas: np.ndarray, x, y) -> tuple[np.nd
 def rtree_segments(idx: rtree.index.Index, areas: np.ndarray, x0, y0, x1, y1) -> tuple[np.ndarray, np.ndarray]:
     mins = np.column_stack([np.minimum(x0, x1), np.minimum(y0, y1)])
     maxs = np.column_stack([np.maximum(x0, x1), np.maximum(y0, y1)])
-    zone, counts = idx.intersection_v(mins, maxs)
-    fix = np.repeat(np.arange(len(x0)), counts.astype(np.intp))
+    fix, zone = rtree_candidates(idx, mins, maxs)
     lines = shapely.linestrings(np.stack([x0, y0, x1, y1], axis=1).reshape(-1, 2, 2))
     hit = shapely.intersects(areas[zone], lines[fix])
     return fix[hit], zone[hit]
 
 
+def strtree_candidates(tree: shapely.STRtree, x, y) -> np.ndarray:
+    return tree.query(shapely.points(x, y))
+
+
 def as_set(fix: np.ndarray, zone: np.ndarray, limit: int | None = None) -> set:
     keep = fix < limit if limit is not None else slice(None)
-    return set(zip(fix[keep].tolist(), zone[keep].tolist()))
+    return set(zip(fix[keep].tolist(), zone[keep].tolist(), strict=True))
 
 
 def run(n_zones: int, n_fixes: int, n_loop: int, repeats: int, seed: int) -> None:
@@ -135,20 +158,32 @@ def run(n_zones: int, n_fixes: int, n_loop: int, repeats: int, seed: int) -> Non
     t_rseg, rseg = best_of(repeats, rtree_segments, idx, index.areas, f["x0"], f["y0"], f["x1"], f["y1"])
 
     tree, n = shapely.STRtree(index.areas), min(n_loop, n_fixes)
+    xy = np.column_stack([f["x1"], f["y1"]])
+    t_cand, _ = best_of(repeats, strtree_candidates, tree, f["x1"], f["y1"])
+    t_rcand, _ = best_of(repeats, idx.intersection_v, xy, xy)
     t_lpt, lpt = best_of(1, per_fix_points, tree, f["x1"][:n], f["y1"][:n])
     t_lseg, lseg = best_of(1, per_fix_segments, tree, f["x0"][:n], f["y0"][:n], f["x1"][:n], f["y1"][:n])
 
-    agree = (as_set(*pt) == as_set(*rpt) and as_set(*seg) == as_set(*rseg)
-             and as_set(*pt, limit=n) == lpt and as_set(*seg, limit=n) == lseg)
-    print(f"\n{n_zones} zones: load+build {build_s:.2f} s (rtree build {rtree_build_s:.2f} s); "
-          f"{len(pt[0]) / n_fixes:.3f} point hits/fix, {len(seg[0]) / n_fixes:.3f} segment hits/fix; "
-          f"results agree: {'yes' if agree else 'NO'}")
+    agree = (
+        as_set(*pt) == as_set(*rpt)
+        and as_set(*seg) == as_set(*rseg)
+        and as_set(*pt, limit=n) == lpt
+        and as_set(*seg, limit=n) == lseg
+    )
+    print(
+        f"\n{n_zones} zones: load+build {build_s:.2f} s (rtree build {rtree_build_s:.2f} s); "
+        f"{len(pt[0]) / n_fixes:.3f} point hits/fix, {len(seg[0]) / n_fixes:.3f} segment hits/fix; "
+        f"results agree: {'yes' if agree else 'NO'}"
+    )
     print(f"  {'us/fix':<12}{'ZoneIndex':>10}{'per-fix loop':>14}{'ratio':>8}{'rtree':>9}{'ratio':>8}")
     print(f"  {'project':<12}{t_proj * us:>10.3f}")
+    print(f"  {'candidates':<12}{t_cand * us:>10.3f}{'':>22}{t_rcand * us:>9.3f}{t_rcand / t_cand:>7.1f}x")
     for name, t, t_loop, t_rtree in (("point", t_pt, t_lpt, t_rpt), ("segment", t_seg, t_lseg, t_rseg)):
         loop_us = t_loop * 1e6 / n
-        print(f"  {name:<12}{t * us:>10.3f}{loop_us:>14.3f}{loop_us / (t * us):>7.1f}x"
-              f"{t_rtree * us:>9.3f}{t_rtree / t:>7.1f}x")
+        print(
+            f"  {name:<12}{t * us:>10.3f}{loop_us:>14.3f}{loop_us / (t * us):>7.1f}x"
+            f"{t_rtree * us:>9.3f}{t_rtree / t:>7.1f}x"
+        )
     if not agree:
         raise SystemExit("results disagree: the index is wrong")
 
@@ -161,8 +196,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="vectorised runs per figure (best kept)")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    print(f"shapely {shapely.__version__} (GEOS {shapely.geos_version_string}), rtree {rtree.__version__}, "
-          f"numpy {np.__version__}; {args.fixes} fixes, per-fix loop on {min(args.loop_fixes, args.fixes)}")
+    if args.fixes < 1 or args.loop_fixes < 1:
+        parser.error("--fixes and --loop-fixes must be positive")
+    print(
+        f"shapely {shapely.__version__} (GEOS {shapely.geos_version_string}), rtree {rtree.__version__}, "
+        f"numpy {np.__version__}; {args.fixes} fixes, per-fix loop on {min(args.loop_fixes, args.fixes)}"
+    )
+    print(
+        "candidates = bounding boxes only (STRtree.query incl. shapely.points vs rtree.intersection_v);\n"
+        "ratio = baseline time / ZoneIndex time"
+    )
     for n_zones in (int(z) for z in args.zones.split(",")):
         run(n_zones, args.fixes, args.loop_fixes, args.repeats, args.seed)
 

@@ -144,13 +144,11 @@ def _parse_window(raw: Any, tz: ZoneInfo, where: str) -> Window:
         return AbsoluteWindow(start, end)
     if keys == {"days", "from", "to"}:
         days = _parse_days(raw["days"], f"{where}.days")
-        start = _parse_clock(raw["from"], f"{where}.from", allow_24=False)
-        stop = _parse_clock(raw["to"], f"{where}.to", allow_24=True)
-        length = (stop - start) % _MINUTES_PER_DAY or _MINUTES_PER_DAY
-        return RecurringWindow(days, start, length, tz)
-    raise ScheduleError(
-        where, f"keys {sorted(keys)}: expected exactly start/end or days/from/to"
-    )
+        first = _parse_clock(raw["from"], f"{where}.from", allow_24=False)
+        last = _parse_clock(raw["to"], f"{where}.to", allow_24=True)
+        length = (last - first) % _MINUTES_PER_DAY or _MINUTES_PER_DAY
+        return RecurringWindow(days, first, length, tz)
+    raise ScheduleError(where, f"keys {sorted(keys)}: expected exactly start/end or days/from/to")
 
 
 def _parse_instant(raw: Any, where: str) -> datetime:

@@ -67,6 +67,13 @@ def load_zone_dir(path: str | PathLike[str], *, tz: str | ZoneInfo = DEFAULT_TZ)
     """Load every ``*.geojson`` in a directory (sorted by name), or one file.
 
     Zone ids must be unique across the whole set.
+
+    Raises
+    ------
+    ZoneFileError
+        On the first problem in any file; nothing is returned.
+    ValueError
+        If ``tz`` is not a known time zone.
     """
     root = Path(path)
     if root.is_file():
@@ -78,9 +85,7 @@ def load_zone_dir(path: str | PathLike[str], *, tz: str | ZoneInfo = DEFAULT_TZ)
     for file in sorted(root.glob("*.geojson")):
         for zone in load_zone_file(file, tz=tz):
             if zone.id in seen:
-                raise ZoneFileError(
-                    str(file), f"duplicate id, already defined in {seen[zone.id]}", zone.id, "id"
-                )
+                raise ZoneFileError(str(file), f"duplicate id, already defined in {seen[zone.id]}", zone.id, "id")
             seen[zone.id] = zone.source
             zones.append(zone)
     return zones
@@ -98,9 +103,7 @@ def load_zone_file(path: str | PathLike[str], *, tz: str | ZoneInfo = DEFAULT_TZ
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ZoneFileError(
-            source, f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
-        ) from None
+        raise ZoneFileError(source, f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
     return parse_feature_collection(obj, source=source, tz=tz)
 
 
@@ -131,7 +134,7 @@ def parse_feature_collection(obj: Any, *, source: str, tz: str | ZoneInfo = DEFA
 def _label(feature: Any, index: int) -> str:
     props = feature.get("properties") if isinstance(feature, dict) else None
     zone_id = props.get("id") if isinstance(props, dict) else None
-    return zone_id if isinstance(zone_id, str) and zone_id else f"#{index}"
+    return zone_id if isinstance(zone_id, str) and zone_id.strip() else f"#{index}"
 
 
 def _parse_feature(feature: Any, source: str, tz: ZoneInfo) -> Zone:
@@ -271,4 +274,3 @@ def _position(raw: Any, where: str) -> tuple[float, float]:
     if not (math.isfinite(lon) and -180 <= lon <= 180 and math.isfinite(lat) and -90 <= lat <= 90):
         raise _Invalid(where, f"[{lon}, {lat}] is outside WGS-84 lon [-180, 180], lat [-90, 90]")
     return lon, lat
-

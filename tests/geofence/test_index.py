@@ -34,13 +34,18 @@ def xy(lon, lat):
 
 def reference_area(zone: Zone):
     """The zone's area in metres, built without the index's code."""
+
+    def ring(coords):
+        return [xy(lon, lat) for lon, lat in coords]
+
+    def polygon(p):
+        return Polygon(ring(p.exterior.coords), [ring(h.coords) for h in p.interiors])
+
     g = zone.geometry
-    ring = lambda coords: [xy(lon, lat) for lon, lat in coords]  # noqa: E731
     if isinstance(g, Point):
         return Point(xy(g.x, g.y)).buffer(zone.radius_m, quad_segs=32)
     if isinstance(g, LineString):
         return LineString(ring(g.coords)).buffer(zone.width_m / 2, quad_segs=32)
-    polygon = lambda p: Polygon(ring(p.exterior.coords), [ring(h.coords) for h in p.interiors])  # noqa: E731
     return polygon(g) if isinstance(g, Polygon) else MultiPolygon([polygon(p) for p in g.geoms])
 
 
@@ -59,7 +64,7 @@ def brute_force(zones, geometries):
 def pairs(result):
     fix, zone = result[0], result[1]
     assert fix.dtype.kind == zone.dtype.kind == "i"
-    return list(zip(fix.tolist(), zone.tolist()))
+    return list(zip(fix.tolist(), zone.tolist(), strict=True))
 
 
 # --- hypothesis strategies: zones as GeoJSON, through the real loader ---------------------
@@ -76,7 +81,7 @@ def star(draw, lon, lat, r_min, r_max, n_min=5, n_max=10):
     radii = draw(st.lists(st.floats(r_min, r_max), min_size=n, max_size=n))
     ring = [
         [lon + r * math.cos(2 * math.pi * (k + f) / n), lat + r * math.sin(2 * math.pi * (k + f) / n)]
-        for k, (f, r) in enumerate(zip(fractions, radii))
+        for k, (f, r) in enumerate(zip(fractions, radii, strict=True))
     ]
     return ring + [ring[0]], min(radii)
 
@@ -184,7 +189,7 @@ def test_distance_hits_equal_brute_force(zones, points, max_m):
 @given(zones=zone_sets)
 def test_areas_match_reference_projection(zones):
     index = ZoneIndex(zones)
-    for area, zone in zip(index.areas, zones):
+    for area, zone in zip(index.areas, zones, strict=True):
         assert shapely.hausdorff_distance(area, reference_area(zone)) < 1e-6
 
 
@@ -238,8 +243,15 @@ def test_degenerate_segment_is_a_point_and_nan_previous_is_skipped(sample):
 
 
 def test_boundary_counts_as_inside():
-    (square,) = make_zones(({"type": "Polygon", "coordinates": [
-        [[118.0, 24.4], [118.01, 24.4], [118.01, 24.41], [118.0, 24.41], [118.0, 24.4]]]}, {}))
+    (square,) = make_zones(
+        (
+            {
+                "type": "Polygon",
+                "coordinates": [[[118.0, 24.4], [118.01, 24.4], [118.01, 24.41], [118.0, 24.41], [118.0, 24.4]]],
+            },
+            {},
+        )
+    )
     index = ZoneIndex([square])
     vx, vy = np.array(index.areas[0].exterior.coords).T
     assert pairs(index.point_hits(vx, vy)) == [(i, 0) for i in range(len(vx))]

@@ -1,4 +1,4 @@
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -161,11 +161,13 @@ def _reference_active(days: set[int], start: int, stop: int, local: datetime) ->
     minute=st.integers(0, 14 * 1440),
 )
 def test_recurring_window_matches_minute_reference(days, start, stop, minute):
-    raw = [{
-        "days": [ALL_DAYS[d] for d in sorted(days)],
-        "from": f"{start // 60:02d}:{start % 60:02d}",
-        "to": f"{stop // 60:02d}:{stop % 60:02d}",
-    }]
+    raw = [
+        {
+            "days": [ALL_DAYS[d] for d in sorted(days)],
+            "from": f"{start // 60:02d}:{start % 60:02d}",
+            "to": f"{stop // 60:02d}:{stop % 60:02d}",
+        }
+    ]
     local = datetime(2026, 9, 7, tzinfo=ZoneInfo(SH)) + timedelta(minutes=minute)
     expected = _reference_active(days, start, stop, local)
-    assert parse_schedule(raw, SH).active(local.astimezone(timezone.utc)) == expected
+    assert parse_schedule(raw, SH).active(local.astimezone(UTC)) == expected

@@ -59,8 +59,9 @@ def test_minimal_polygon_defaults():
     assert (zone.radius_m, zone.width_m, zone.speed_limit_kmh, zone.approach_m, zone.dwell_s) == (None,) * 5
 
 
-@pytest.mark.parametrize(("rule", "severity"), [("forbid", "critical"), ("speed", "warning"),
-                                                ("corridor", "warning"), ("watch", "info")])
+@pytest.mark.parametrize(
+    ("rule", "severity"), [("forbid", "critical"), ("speed", "warning"), ("corridor", "warning"), ("watch", "info")]
+)
 def test_default_severity_by_rule(rule, severity):
     (zone,) = parse(feature(rule=rule, speed_limit_kmh=60))
     assert zone.severity == severity
@@ -68,14 +69,34 @@ def test_default_severity_by_rule(rule, severity):
 
 def test_all_kinds_and_properties():
     zones = parse(
-        feature(id="circle", geometry={"type": "Point", "coordinates": [118.185, 24.478]}, radius_m=500,
-                exempt=["police"], severity="warning", approach_m=100, dwell_s=30),
-        feature(id="road", geometry={"type": "LineString", "coordinates": [[118.1, 24.8], [118.2, 24.8, 5.0]]},
-                width_m=40, rule="corridor", classes=["hazmat"]),
-        feature(id="holes", geometry={"type": "MultiPolygon", "coordinates": [
-            [[[0, 0], [10, 0], [10, 10], [0, 10], [0, 0]], [[2, 2], [4, 2], [4, 4], [2, 2]]],
-            [[[20, 20], [21, 20], [21, 21], [20, 20]]],
-        ]}, rule="speed", speed_limit_kmh=60),
+        feature(
+            id="circle",
+            geometry={"type": "Point", "coordinates": [118.185, 24.478]},
+            radius_m=500,
+            exempt=["police"],
+            severity="warning",
+            approach_m=100,
+            dwell_s=30,
+        ),
+        feature(
+            id="road",
+            geometry={"type": "LineString", "coordinates": [[118.1, 24.8], [118.2, 24.8, 5.0]]},
+            width_m=40,
+            rule="corridor",
+            classes=["hazmat"],
+        ),
+        feature(
+            id="holes",
+            geometry={
+                "type": "MultiPolygon",
+                "coordinates": [
+                    [[[0, 0], [10, 0], [10, 10], [0, 10], [0, 0]], [[2, 2], [4, 2], [4, 4], [2, 2]]],
+                    [[[20, 20], [21, 20], [21, 21], [20, 20]]],
+                ],
+            },
+            rule="speed",
+            speed_limit_kmh=60,
+        ),
     )
     circle, road, holes = zones
     assert circle.radius_m == 500.0 and circle.geometry.geom_type == "Point"
@@ -230,8 +251,12 @@ BAD_FEATURES = [
     (feature(classes=["hazmat", 3]), "z1", "classes", None),
     (feature(classes=[]), "z1", "classes", "empty"),
     (feature(exempt=[""]), "z1", "exempt", None),
-    (feature(schedule=[{"start": "2026-09-08T00:00:00", "end": "2026-09-09T00:00:00+08:00"}]),
-     "z1", "schedule[0].start", "offset"),
+    (
+        feature(schedule=[{"start": "2026-09-08T00:00:00", "end": "2026-09-09T00:00:00+08:00"}]),
+        "z1",
+        "schedule[0].start",
+        "offset",
+    ),
     (feature(schedule=[{"days": ["mon"], "from": "25:00", "to": "01:00"}]), "z1", "schedule[0].from", None),
     (feature(schedule="always"), "z1", "schedule", None),
     (feature(geometry={"type": "GeometryCollection", "geometries": []}), "z1", "geometry.type", "GeometryCollection"),
@@ -243,34 +268,78 @@ BAD_FEATURES = [
     (line(), "z1", "width_m", "LineString"),
     (line(width_m=0), "z1", "width_m", None),
     (point(radius_m=10, width_m=10), "z1", "width_m", "Point"),
-    (feature(geometry={"type": "LineString", "coordinates": [[118.1, 24.5], [118.1, 24.5]]}, width_m=5),
-     "z1", "geometry.coordinates", "zero length"),
-    (feature(geometry={"type": "LineString", "coordinates": [[118.1, 24.5]]}, width_m=5),
-     "z1", "geometry.coordinates", "at least 2"),
-    (feature(geometry={"type": "Point", "coordinates": [181, 24.5]}, radius_m=5),
-     "z1", "geometry.coordinates", "outside WGS-84"),
-    (feature(geometry={"type": "Point", "coordinates": [118, -91]}, radius_m=5),
-     "z1", "geometry.coordinates", "outside WGS-84"),
-    (feature(geometry={"type": "Point", "coordinates": [float("inf"), 24]}, radius_m=5),
-     "z1", "geometry.coordinates", None),
-    (feature(geometry={"type": "Point", "coordinates": ["118", 24]}, radius_m=5),
-     "z1", "geometry.coordinates", "numbers"),
+    (
+        feature(geometry={"type": "LineString", "coordinates": [[118.1, 24.5], [118.1, 24.5]]}, width_m=5),
+        "z1",
+        "geometry.coordinates",
+        "zero length",
+    ),
+    (
+        feature(geometry={"type": "LineString", "coordinates": [[118.1, 24.5]]}, width_m=5),
+        "z1",
+        "geometry.coordinates",
+        "at least 2",
+    ),
+    (
+        feature(geometry={"type": "Point", "coordinates": [181, 24.5]}, radius_m=5),
+        "z1",
+        "geometry.coordinates",
+        "outside WGS-84",
+    ),
+    (
+        feature(geometry={"type": "Point", "coordinates": [118, -91]}, radius_m=5),
+        "z1",
+        "geometry.coordinates",
+        "outside WGS-84",
+    ),
+    (
+        feature(geometry={"type": "Point", "coordinates": [float("inf"), 24]}, radius_m=5),
+        "z1",
+        "geometry.coordinates",
+        None,
+    ),
+    (
+        feature(geometry={"type": "Point", "coordinates": ["118", 24]}, radius_m=5),
+        "z1",
+        "geometry.coordinates",
+        "numbers",
+    ),
     (feature(geometry={"type": "Point", "coordinates": [118]}, radius_m=5), "z1", "geometry.coordinates", None),
-    (feature(geometry=poly([[[0, 0], [1, 0], [1, 1], [0, 1], [0, 91]]])),
-     "z1", "geometry.coordinates[0][4]", "outside WGS-84"),
+    (
+        feature(geometry=poly([[[0, 0], [1, 0], [1, 1], [0, 1], [0, 91]]])),
+        "z1",
+        "geometry.coordinates[0][4]",
+        "outside WGS-84",
+    ),
     (feature(geometry=poly([[[0, 0], [1, 0], [1, 1], [0, 1]]])), "z1", "geometry.coordinates[0]", "not closed"),
     (feature(geometry=poly([[[0, 0], [1, 0], [0, 0]]])), "z1", "geometry.coordinates[0]", "at least 4"),
     (feature(geometry=poly([])), "z1", "geometry.coordinates", "no rings"),
     (feature(geometry=poly([[0, 0], [1, 0], [1, 1], [0, 0]])), "z1", "geometry.coordinates[0][0]", None),
     (feature(geometry=poly(BOWTIE)), "z1", "geometry", "Self-intersection"),
-    (feature(geometry=poly([[[0, 0], [4, 0], [4, 4], [0, 4], [0, 0]], [[5, 5], [6, 5], [6, 6], [5, 5]]])),
-     "z1", "geometry", "Hole lies outside shell"),
+    (
+        feature(geometry=poly([[[0, 0], [4, 0], [4, 4], [0, 4], [0, 0]], [[5, 5], [6, 5], [6, 6], [5, 5]]])),
+        "z1",
+        "geometry",
+        "Hole lies outside shell",
+    ),
     (feature(geometry={"type": "MultiPolygon", "coordinates": []}), "z1", "geometry.coordinates", None),
-    (feature(geometry={"type": "MultiPolygon", "coordinates": [
-        [[[0, 0], [2, 0], [2, 2], [0, 2], [0, 0]]], [[[1, 1], [3, 1], [3, 3], [1, 3], [1, 1]]]]}),
-     "z1", "geometry", "invalid polygon"),
-    (feature(geometry={"type": "MultiPolygon", "coordinates": [[[[0, 0], [1, 0], [1, 1], [0, 1]]]]}),
-     "z1", "geometry.coordinates[0][0]", "not closed"),
+    (
+        feature(
+            geometry={
+                "type": "MultiPolygon",
+                "coordinates": [[[[0, 0], [2, 0], [2, 2], [0, 2], [0, 0]]], [[[1, 1], [3, 1], [3, 3], [1, 3], [1, 1]]]],
+            }
+        ),
+        "z1",
+        "geometry",
+        "invalid polygon",
+    ),
+    (
+        feature(geometry={"type": "MultiPolygon", "coordinates": [[[[0, 0], [1, 0], [1, 1], [0, 1]]]]}),
+        "z1",
+        "geometry.coordinates[0][0]",
+        "not closed",
+    ),
 ]
 
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import signal
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from engine.errors import CitywatchError
 from engine.settings import Settings, load_settings
@@ -20,6 +19,9 @@ def _settings(args: argparse.Namespace) -> Settings:
     settings = load_settings(args.config)
     if getattr(args, "zones", None):
         settings = settings.replace(zones={"dir": args.zones})
+    if args.log_level:
+        settings = settings.replace(log={"level": args.log_level})
+    logging.getLogger().setLevel(settings.log.level.upper())
     return settings
 
 
@@ -43,7 +45,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = _settings(args)
     ensure_topics(settings)
     app = create_app(settings)
-    worker = Worker(app, loglevel=args.log_level, quiet=True, override_logging=False)
+    worker = Worker(app, loglevel=settings.log.level, quiet=True, override_logging=False)
     worker.execute_from_commandline()
     return 0
 
@@ -80,7 +82,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="citywatch", description="Citywatch telemetry and geofence engine")
-    p.add_argument("--log-level", default=os.environ.get("CITYWATCH_LOG_LEVEL", "info"))
+    p.add_argument("--log-level", default=None, help="overrides log.level")
     sub = p.add_subparsers(dest="command", required=True)
 
     def add(name: str, func, help: str) -> argparse.ArgumentParser:  # type: ignore[no-untyped-def]
@@ -100,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _logging(args.log_level)
+    _logging("info")
     try:
         return int(args.func(args) or 0)
     except CitywatchError as exc:

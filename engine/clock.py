@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Protocol
 
 
@@ -31,6 +31,6 @@ class FakeClock:
         self.t += seconds
 
 
-def to_iso(epoch: float, tz=timezone.utc) -> str:
+def to_iso(epoch: float, tz=UTC) -> str:
     """ISO 8601 with offset, millisecond precision."""
     return datetime.fromtimestamp(epoch, tz).isoformat(timespec="milliseconds")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 
@@ -66,7 +66,7 @@ class AsyncPublisher:
         self._pending[info.mid] = fut
         try:
             await asyncio.wait_for(fut, timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._pending.pop(info.mid, None)
             raise ConnectionError(f"MQTT publish not acknowledged within {timeout} s") from None
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -116,6 +117,11 @@ class SimulatorSettings:
 
 
 @dataclass(frozen=True)
+class LogSettings:
+    level: str = "info"
+
+
+@dataclass(frozen=True)
 class UpSettings:
     data_dir: str = "var"
 
@@ -131,8 +137,9 @@ class Settings:
     zones: ZonesSettings = field(default_factory=ZonesSettings)
     simulator: SimulatorSettings = field(default_factory=SimulatorSettings)
     up: UpSettings = field(default_factory=UpSettings)
+    log: LogSettings = field(default_factory=LogSettings)
 
-    def replace(self, **changes: Mapping[str, Any]) -> "Settings":
+    def replace(self, **changes: Mapping[str, Any]) -> Settings:
         """Return a copy with ``section={key: value}`` changes applied (validated)."""
         raw = to_dict(self)
         for section, values in changes.items():
@@ -225,6 +232,8 @@ def _check(obj: Any, prefix: str) -> None:
             raise ConfigError(f"setting {prefix}bootstrap: expected host:port[,host:port], got {obj.bootstrap!r}")
         if obj.partitions < 1:
             raise ConfigError(f"setting {prefix}partitions: must be at least 1")
+    if isinstance(obj, LogSettings) and obj.level.lower() not in ("debug", "info", "warning", "error", "critical"):
+        raise ConfigError(f"setting {prefix}level: expected debug, info, warning, error or critical, got {obj.level!r}")
     if isinstance(obj, MqttSettings) and obj.qos not in (0, 1, 2):
         raise ConfigError(f"setting {prefix}qos: expected 0, 1 or 2, got {obj.qos}")
 

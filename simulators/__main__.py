@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from simulators.fleet import Fleet, FleetConfig
 from simulators.mqtt_publisher import MqttPublisher
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    fleet = Fleet(config, clock=lambda: datetime.now(timezone.utc), publish=publisher.publish)
+    fleet = Fleet(config, clock=lambda: datetime.now(UTC), publish=publisher.publish)
     try:
         fleet.run(stop, duration=args.duration)
     finally:

@@ -12,8 +12,9 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, TypeVar
 
 from engine.brokers.ports import SpawnedBroker, is_listening, spawn_broker
 from engine.errors import BrokerStartError
@@ -92,7 +93,8 @@ def _wait_kafka_ready(broker: SpawnedBroker, deadline: float) -> None:
         if remaining <= 0:
             raise BrokerStartError(f"tansu on {broker.address} never answered a metadata request: {last!r}")
         try:
-            run_sync(lambda: _metadata(broker.address, min(5.0, max(0.5, remaining))))
+            wait_s = min(5.0, max(0.5, remaining))
+            run_sync(lambda: _metadata(broker.address, wait_s))  # noqa: B023 - called at once
             return
         except Exception as exc:  # connection refused/reset, timeouts while it boots
             last = exc

@@ -24,9 +24,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 from engine.errors import BrokerStartError
 
@@ -196,7 +196,7 @@ class SpawnedBroker:
         else:
             proc.wait()
 
-    def __enter__(self) -> "SpawnedBroker":
+    def __enter__(self) -> SpawnedBroker:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -15,7 +15,6 @@ from datetime import datetime
 from typing import Any
 
 import faust
-import orjson
 
 from engine.alerts.kafka_sink import KafkaAlertSink
 from engine.clock import Clock

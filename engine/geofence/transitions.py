@@ -10,8 +10,8 @@ replays give the same alerts.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from engine.alerts.models import stable_id
 

@@ -51,42 +51,42 @@ class Bridge:
             log.warning("bridge: MQTT connection lost (%s); reconnecting", reason_code)
 
     # -- Kafka side ---------------------------------------------------------
-    async def _send_all(self, records: list[tuple[str, bytes | None, bytes]]) -> None:
-        """Produce every record, retrying until Kafka has them all."""
-        pending = records
-        while pending:
-            futures = []
-            for topic, key, value in pending:
-                try:
-                    futures.append(await self._producer.send(topic, value, key=key))
-                except Exception as exc:  # noqa: BLE001 - buffer full / not connected: retry below
-                    futures.append(exc)
-            failed = []
-            for rec, fut in zip(pending, futures):
-                if isinstance(fut, BaseException):
-                    failed.append((rec, fut))
-                    continue
-                try:
-                    await fut
-                except Exception as exc:  # noqa: BLE001
-                    failed.append((rec, exc))
-            if failed:
+    async def _append(self, records: list[tuple[str, bytes | None, bytes]]) -> list[object]:
+        """Hand records to the producer in order; a future per record, or the exception it raised."""
+        out: list[object] = []
+        for topic, key, value in records:
+            try:
+                out.append(await self._producer.send(topic, value, key=key))
+            except Exception as exc:  # noqa: BLE001 - buffer full / not connected: retried by _confirm
+                out.append(exc)
+        return out
+
+    async def _confirm(self, msg: mqtt.MQTTMessage, records: list[tuple[str, bytes | None, bytes]],
+                       futures: list[object], rejections: list) -> None:
+        """Wait until Kafka has every record of ``msg`` (re-sending failures), then ack the MQTT message."""
+        try:
+            pending = list(zip(records, futures))
+            while pending:
+                failed = []
+                for rec, fut in pending:
+                    if isinstance(fut, BaseException):
+                        failed.append((rec, fut))
+                        continue
+                    try:
+                        await fut  # type: ignore[misc]
+                    except Exception as exc:  # noqa: BLE001
+                        failed.append((rec, exc))
+                if not failed:
+                    break
                 self.metrics.kafka_errors.inc(len(failed))
                 log.warning("bridge: %d record(s) not accepted by Kafka (%s); retrying in %.0f s",
                             len(failed), failed[0][1], RETRY_DELAY_S)
                 await asyncio.sleep(RETRY_DELAY_S)
-            pending = [rec for rec, _ in failed]
-
-    async def _handle(self, msg: mqtt.MQTTMessage) -> None:
-        topics = self.settings.kafka.topics
-        try:
-            parsed = parse_payload(msg.payload, topic=msg.topic, settings=self.settings, now=self.clock.now())
-            records = [(topics.fixes, f.vehicle_id.encode(), f.to_json()) for f in parsed.fixes]
-            records += [(topics.fixes_rejected, r.vehicle_id.encode() if r.vehicle_id else None, r.to_json())
-                        for r in parsed.rejections]
-            await self._send_all(records)
-            self.metrics.fixes_produced.inc(len(parsed.fixes))
-            for r in parsed.rejections:
+                recs = [rec for rec, _ in failed]
+                pending = list(zip(recs, await self._append(recs)))
+            n_fixes = len(records) - len(rejections)
+            self.metrics.fixes_produced.inc(n_fixes)
+            for r in rejections:
                 self.metrics.rejections_produced.labels(r.reason).inc()
                 log.info("bridge: rejected fix on %s: %s (%s)", msg.topic, r.reason, r.detail)
             if msg.qos > 0:
@@ -95,15 +95,24 @@ class Bridge:
             self._slots.release()
             self.metrics.in_flight.dec()
 
+    async def _handle(self, msg: mqtt.MQTTMessage) -> None:
+        """Validate one MQTT message and append its records to the producer, in arrival order."""
+        await self._slots.acquire()
+        self.metrics.messages.inc()
+        self.metrics.in_flight.inc()
+        topics = self.settings.kafka.topics
+        parsed = parse_payload(msg.payload, topic=msg.topic, settings=self.settings, now=self.clock.now())
+        records = [(topics.fixes, f.vehicle_id.encode(), f.to_json()) for f in parsed.fixes]
+        records += [(topics.fixes_rejected, r.vehicle_id.encode() if r.vehicle_id else None, r.to_json())
+                    for r in parsed.rejections]
+        futures = await self._append(records)
+        task = asyncio.create_task(self._confirm(msg, records, futures, parsed.rejections))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def _pump(self) -> None:
         while True:
-            msg = await self._queue.get()
-            await self._slots.acquire()
-            self.metrics.messages.inc()
-            self.metrics.in_flight.inc()
-            task = asyncio.create_task(self._handle(msg))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            await self._handle(await self._queue.get())
 
     # -- lifecycle ------------------------------------------------------------
     async def run(self, stop: asyncio.Event, *, serve_metrics: bool = True) -> None:
@@ -135,10 +144,7 @@ class Bridge:
         self._accepting = False
         pump.cancel()
         while not self._queue.empty():  # queued but not started: process them too
-            msg = self._queue.get_nowait()
-            await self._slots.acquire()
-            self.metrics.in_flight.inc()
-            self._tasks.add(asyncio.create_task(self._handle(msg)))
+            await self._handle(self._queue.get_nowait())
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=10)
         await self._producer.stop()

@@ -32,7 +32,7 @@ class Fix:
         return orjson.dumps(d)
 
     @classmethod
-    def from_obj(cls, d: dict[str, Any]) -> "Fix":
+    def from_obj(cls, d: dict[str, Any]) -> Fix:
         return cls(
             vehicle_id=d["vehicle_id"], ts=d["ts"], lat=d["lat"], lon=d["lon"],
             vclass=d.get("class") or "other", speed_kmh=d.get("speed_kmh"), heading=d.get("heading"),

@@ -58,6 +58,7 @@ def test_restarted_worker_keeps_every_vehicles_state(make_settings, spawn, mqtt_
     time.sleep(1.0)
     tunnel_enters = [a for a in _alerts(alerts) if a["kind"] == "zone.enter" and a["zone_id"] == "haicang-tunnel"]
     assert len(tunnel_enters) == N  # nobody re-entered after the restart
+    assert bridge.proc.poll() is None, bridge.log()
 
 
 def _alerts(probe) -> list[dict]:

@@ -14,7 +14,7 @@ import subprocess
 import threading
 import time
 from collections import Counter, defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -24,7 +24,7 @@ from simulators.fleet import SCRIPTED_PLATE, Fleet, FleetConfig
 from simulators.mqtt_publisher import MqttPublisher
 from simulators.routes import ALL_ROUTES, HAZMAT_ROUTES, PLACES, XIAMEN_BOUNDS, Route
 
-START = datetime(2026, 9, 8, 2, 0, tzinfo=timezone.utc)  # 10:00 in Xiamen
+START = datetime(2026, 9, 8, 2, 0, tzinfo=UTC)  # 10:00 in Xiamen
 TUNNEL = Polygon([[118.0400, 24.4800], [118.0800, 24.4815], [118.0800, 24.4830],
                   [118.0400, 24.4815], [118.0400, 24.4800]])
 ISLAND = Polygon([[118.077, 24.443], [118.078, 24.458], [118.080, 24.470], [118.076, 24.480],

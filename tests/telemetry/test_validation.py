@@ -6,7 +6,9 @@ import json
 
 import orjson
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from engine.settings import load_settings
 from engine.telemetry.validation import parse_payload, parse_ts

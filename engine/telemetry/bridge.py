@@ -21,7 +21,7 @@ from engine.clock import Clock, SystemClock
 from engine.kafka.topics import ensure_topics
 from engine.metrics import BridgeMetrics
 from engine.settings import Settings
-from engine.telemetry.validation import parse_payload
+from engine.telemetry.validation import Parsed, Rejection, parse_payload
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,13 @@ class Bridge:
         self.metrics.messages.inc()
         self.metrics.in_flight.inc()
         topics = self.settings.kafka.topics
-        parsed = parse_payload(msg.payload, topic=msg.topic, settings=self.settings, now=self.clock.now())
+        now = self.clock.now()
+        try:
+            parsed = parse_payload(msg.payload, topic=msg.topic, settings=self.settings, now=now)
+        except Exception as exc:  # noqa: BLE001 - a bug must not stop the bridge nor lose the message
+            log.exception("bridge: validating a message on %s failed", msg.topic)
+            parsed = Parsed([], [Rejection("internal_error", f"validation raised {type(exc).__name__}", msg.payload,
+                                           topic=msg.topic, received_at=now)])
         records = [(topics.fixes, f.vehicle_id.encode(), f.to_json()) for f in parsed.fixes]
         records += [(topics.fixes_rejected, r.vehicle_id.encode() if r.vehicle_id else None, r.to_json())
                     for r in parsed.rejections]

@@ -11,7 +11,7 @@ test: install
 	.venv/bin/python -m pytest
 
 bench: install
-	.venv/bin/python benchmarks/bench_zone_index.py
+	.venv/bin/python benchmarks/bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf var .venv *.egg-info

@@ -1,8 +1,10 @@
 """Micro-benchmark of the zone index: microseconds per fix, and ratios to baselines.
 
-Random zones (star polygons, circles, corridors) scattered over Xiamen
-(24.38-24.90 N, 117.88-118.43 E) and random fixes, each with a previous fix
-up to ~500 m away (30 s at 60 km/h). For each zone count it times
+Random zones scattered over Xiamen (24.38-24.90 N, 117.88-118.43 E), in two
+shapes: ``simple`` (star polygons of 8-24 vertices, circles, corridors) and
+``500`` (polygons of 500 vertices each, e.g. surveyed boundaries; any other
+vertex count can be given), and random fixes, each with a previous fix up to
+~500 m away (30 s at 60 km/h). For each zone count and shape it times
 
 - ``ZoneIndex.project``, ``point_hits`` and ``segment_hits`` on all fixes;
 - per-fix loop (baseline): one shapely Point / LineString per fix and a
@@ -12,7 +14,7 @@ up to ~500 m away (30 s at 60 km/h). For each zone count it times
 
 It checks that all three give the same pairs. Usage::
 
-    .venv/bin/python benchmarks/bench_zone_index.py [--fixes N] [--zones 50,1000,20000]
+    .venv/bin/python benchmarks/bench_zone_index.py [--quick] [--fixes N] [--zones 100,1000,20000] [--shapes simple,500]
 """
 
 from __future__ import annotations
@@ -36,10 +38,14 @@ LON0, LON1, LAT0, LAT1 = 117.88, 118.43, 24.38, 24.90
 M_PER_DEG = 111_000.0
 
 
-def setup(n_zones: int, n_fixes: int, seed: int) -> tuple[ZoneIndex, dict[str, np.ndarray], float]:
+def setup(n_zones: int, n_fixes: int, seed: int, shape: str = "simple"
+          ) -> tuple[ZoneIndex, dict[str, np.ndarray], float]:
     """Random zones through the real loader, the index, and random fixes (projected)."""
     rng = np.random.default_rng(seed)
-    features = [_random_feature(rng, i) for i in range(n_zones)]
+    if shape == "simple":
+        features = [_random_feature(rng, i) for i in range(n_zones)]
+    else:
+        features = [_many_vertex_polygon(rng, i, int(shape)) for i in range(n_zones)]
     start = time.perf_counter()
     zones = parse_feature_collection({"type": "FeatureCollection", "features": features}, source="bench")
     index = ZoneIndex(zones)
@@ -77,6 +83,18 @@ def _random_feature(rng: np.random.Generator, i: int) -> dict:
         ring = np.column_stack([lon + radii * np.cos(angles), lat + radii * np.sin(angles)])
         geometry = {"type": "Polygon", "coordinates": [np.vstack([ring, ring[:1]]).tolist()]}
     return {"type": "Feature", "properties": props, "geometry": geometry}
+
+
+def _many_vertex_polygon(rng: np.random.Generator, i: int, n: int) -> dict:
+    """A star-shaped polygon of ``n`` vertices (a wavy outline, 50-600 m across), rule ``forbid``."""
+    lon, lat = rng.uniform(LON0, LON1), rng.uniform(LAT0, LAT1)
+    angles = 2 * np.pi * np.arange(n) / n
+    base = rng.uniform(50, 600)
+    radii = base * (1 + 0.25 * np.sin(rng.integers(3, 9) * angles + rng.uniform(0, 2 * np.pi))
+                    + 0.05 * rng.uniform(-1, 1, n)) / M_PER_DEG
+    ring = np.column_stack([lon + radii * np.cos(angles), lat + radii * np.sin(angles)])
+    return {"type": "Feature", "properties": {"id": f"z{i}", "rule": "forbid"},
+            "geometry": {"type": "Polygon", "coordinates": [np.vstack([ring, ring[:1]]).tolist()]}}
 
 
 def best_of(repeats: int, fn, *args):
@@ -144,8 +162,9 @@ def as_set(fix: np.ndarray, zone: np.ndarray, limit: int | None = None) -> set:
     return set(zip(fix[keep].tolist(), zone[keep].tolist(), strict=True))
 
 
-def run(n_zones: int, n_fixes: int, n_loop: int, repeats: int, seed: int) -> None:
-    index, f, build_s = setup(n_zones, n_fixes, seed)
+def run(n_zones: int, n_fixes: int, n_loop: int, repeats: int, seed: int, shape: str = "simple") -> dict:
+    """Time one zone count and shape; print a table and return the figures (us per fix)."""
+    index, f, build_s = setup(n_zones, n_fixes, seed, shape)
     us = 1e6 / n_fixes
     t_proj, _ = best_of(repeats, index.project, f["lon"], f["lat"])
     t_pt, pt = best_of(repeats, index.point_hits, f["x1"], f["y1"])
@@ -170,8 +189,9 @@ def run(n_zones: int, n_fixes: int, n_loop: int, repeats: int, seed: int) -> Non
         and as_set(*pt, limit=n) == lpt
         and as_set(*seg, limit=n) == lseg
     )
+    label = "simple shapes" if shape == "simple" else f"{shape}-vertex polygons"
     print(
-        f"\n{n_zones} zones: load+build {build_s:.2f} s (rtree build {rtree_build_s:.2f} s); "
+        f"\n{n_zones} zones, {label}: load+build {build_s:.2f} s (rtree build {rtree_build_s:.2f} s); "
         f"{len(pt[0]) / n_fixes:.3f} point hits/fix, {len(seg[0]) / n_fixes:.3f} segment hits/fix; "
         f"results agree: {'yes' if agree else 'NO'}"
     )
@@ -185,29 +205,66 @@ def run(n_zones: int, n_fixes: int, n_loop: int, repeats: int, seed: int) -> Non
             f"{t_rtree * us:>9.3f}{t_rtree / t:>7.1f}x"
         )
     if not agree:
-        raise SystemExit("results disagree: the index is wrong")
+        print("  RESULTS DISAGREE: the index, a baseline or this benchmark is wrong; figures are not comparable")
+    return {
+        "zones": n_zones, "shape": shape, "agree": agree, "build_s": build_s,
+        "point_us": t_pt * us, "segment_us": t_seg * us,
+        "loop_point_us": t_lpt * 1e6 / n, "loop_segment_us": t_lseg * 1e6 / n,
+        "rtree_point_us": t_rpt * us, "rtree_segment_us": t_rseg * us,
+    }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fixes", type=int, default=100_000, help="fixes per vectorised run")
-    parser.add_argument("--zones", default="50,1000,20000", help="comma-separated zone counts")
-    parser.add_argument("--loop-fixes", type=int, default=10_000, help="fixes for the per-fix loop baseline")
-    parser.add_argument("--repeats", type=int, default=3, help="vectorised runs per figure (best kept)")
+def summary(results: list[dict]) -> dict[str, float]:
+    """Figures for the one-line summary: the largest zone count of each shape."""
+    out: dict[str, float] = {}
+    for shape in dict.fromkeys(r["shape"] for r in results):
+        r = max((r for r in results if r["shape"] == shape), key=lambda r: r["zones"])
+        tag = f"z{r['zones']}_{'simple' if shape == 'simple' else f'v{shape}'}"
+        out[f"index_point_us_{tag}"] = r["point_us"]
+        out[f"index_segment_us_{tag}"] = r["segment_us"]
+        out[f"index_vs_loop_{tag}"] = r["loop_point_us"] / r["point_us"]
+        out[f"index_vs_rtree_{tag}"] = r["rtree_point_us"] / r["point_us"]
+    out["index_agree"] = float(all(r["agree"] for r in results))
+    return out
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true", help="small counts (100 and 1,000 zones, 20,000 fixes)")
+    parser.add_argument("--fixes", type=int, help="fixes per vectorised run (default 100,000; quick 20,000)")
+    parser.add_argument("--zones", help="comma-separated zone counts (default 100,1000,20000; quick 100,1000)")
+    parser.add_argument("--shapes", default="simple,500",
+                        help="comma-separated: simple (mixed 8-24-vertex polygons, circles, corridors) and/or "
+                             "a vertex count for polygons of that many vertices")
+    parser.add_argument("--loop-fixes", type=int, help="fixes for the per-fix loop baseline (default 10,000)")
+    parser.add_argument("--repeats", type=int, help="vectorised runs per figure, best kept (default 3)")
     parser.add_argument("--seed", type=int, default=1)
-    args = parser.parse_args()
-    if args.fixes < 1 or args.loop_fixes < 1:
-        parser.error("--fixes and --loop-fixes must be positive")
+
+
+def suite(args: argparse.Namespace) -> list[dict]:
+    quick = getattr(args, "quick", False)
+    fixes = args.fixes or (20_000 if quick else 100_000)
+    loop = args.loop_fixes or (2_000 if quick else 10_000)
+    repeats = args.repeats or (2 if quick else 3)
+    zones = [int(z) for z in (args.zones or ("100,1000" if quick else "100,1000,20000")).split(",")]
+    shapes = [s.strip() for s in args.shapes.split(",") if s.strip()]
+    if fixes < 1 or loop < 1 or any(s != "simple" and not s.isdigit() for s in shapes):
+        raise SystemExit("--fixes and --loop-fixes must be positive; --shapes is simple and/or vertex counts")
     print(
         f"shapely {shapely.__version__} (GEOS {shapely.geos_version_string}), rtree {rtree.__version__}, "
-        f"numpy {np.__version__}; {args.fixes} fixes, per-fix loop on {min(args.loop_fixes, args.fixes)}"
+        f"numpy {np.__version__}; {fixes} fixes, per-fix loop on {min(loop, fixes)}"
     )
     print(
         "candidates = bounding boxes only (STRtree.query incl. shapely.points vs rtree.intersection_v);\n"
         "ratio = baseline time / ZoneIndex time"
     )
-    for n_zones in (int(z) for z in args.zones.split(",")):
-        run(n_zones, args.fixes, args.loop_fixes, args.repeats, args.seed)
+    return [run(n, fixes, loop, repeats, args.seed, shape) for shape in shapes for n in zones]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    results = suite(parser.parse_args())
+    print(" ".join(f"{k}={v:.4g}" for k, v in summary(results).items()))
 
 
 if __name__ == "__main__":

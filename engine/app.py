@@ -19,14 +19,14 @@ from prometheus_client import CollectorRegistry
 from engine.alerts import mqtt_sink
 from engine.clock import Clock, SystemClock
 from engine.geofence import agents as geofence_agents
+from engine.geofence import zone_sync
 from engine.geofence.checker import ZoneChecker
-from engine.geofence.index import ZoneIndex
-from engine.geofence.zones import load_zone_dir
 from engine.kafka.tansu import TansuTransport
 from engine.metrics import WorkerMetrics
 from engine.settings import KafkaSettings, Settings
 from engine.telemetry import agents as telemetry_agents
 from engine.topics import declare_topics
+from engine.vetting import agents as vetting_agents
 
 log = logging.getLogger(__name__)
 
@@ -68,15 +68,14 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
         consumer_auto_offset_reset="earliest", **broker_tuning(k))
     metrics = WorkerMetrics(registry)
     setup_prometheus_sensors(app, registry=registry, name_prefix="faust")
-    zones = load_zone_dir(settings.zones.dir, tz=settings.city.tz)
-    index = ZoneIndex(zones, crs=settings.city.crs)
-    metrics.zones_loaded.set(len(index))
-    log.info("worker: %d zones loaded from %s", len(index), settings.zones.dir)
     topics = declare_topics(app, settings)
+    index, zone_records, zones_offset = zone_sync.initial_index(settings, metrics)
     checker = ZoneChecker(index, tz=settings.city.tz, clock=clock)
+    zone_sync.register(app, settings, checker, metrics, zone_records, zones_offset)
     tracks = geofence_agents.register(app, topics, settings, metrics, clock, checker)
     telemetry_agents.register(app, topics.fixes_rejected, metrics)
     mqtt_sink.register(app, topics.alerts, settings, metrics)
+    vetting_agents.register(app, settings, metrics, clock, topics)
     app.citywatch = dict(settings=settings, metrics=metrics, registry=registry, topics=topics,  # type: ignore[attr-defined]
                          tracks=tracks, checker=checker, clock=clock)
     return app

@@ -41,9 +41,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     from engine.app import create_app
     from engine.kafka.topics import ensure_topics
+    from engine.zones_cli import seed_zones_if_empty
 
     settings = _settings(args)
     ensure_topics(settings)
+    seed_zones_if_empty(settings)
     app = create_app(settings)
     worker = Worker(app, loglevel=settings.log.level, quiet=True, override_logging=False)
     worker.execute_from_commandline()
@@ -80,6 +82,25 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return int(sim_main(argv) or 0)
 
 
+def cmd_zones(args: argparse.Namespace) -> int:
+    from engine import zones_cli
+
+    settings = _settings(args)
+    if args.action == "load":
+        loaded, removed = zones_cli.load_zones(settings, args.path, replace=args.replace)
+        print(f"loaded {loaded} zones from {args.path}" + (f", removed {removed}" if args.replace else "")
+              + f" (topic {settings.kafka.topics.zones}); workers apply them within seconds")
+        return 0
+    if args.action == "remove":
+        missing = zones_cli.remove_zones(settings, args.ids)
+        for zid in missing:
+            print(f"citywatch: no zone {zid!r} on topic {settings.kafka.topics.zones}", file=sys.stderr)
+        print(f"removed {len(args.ids) - len(missing)} zones")
+        return 1 if missing else 0
+    zones_cli.list_zones(settings, as_json=args.json)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="citywatch", description="Citywatch telemetry and geofence engine")
     p.add_argument("--log-level", default=None, help="overrides log.level")
@@ -97,6 +118,15 @@ def build_parser() -> argparse.ArgumentParser:
     add("worker", cmd_worker, "run one Faust worker against the configured brokers")
     add("bridge", cmd_bridge, "run the MQTT-to-Kafka bridge alone")
     add("simulate", cmd_simulate, "run the fleet simulator against the configured MQTT broker")
+    zones = add("zones", cmd_zones, "manage the zones every worker holds (compacted Kafka topic)")
+    zsub = zones.add_subparsers(dest="action", required=True)
+    zl = zsub.add_parser("load", help="validate zone files and publish them; a bad file changes nothing")
+    zl.add_argument("path", help="a zone file or a folder of *.geojson")
+    zl.add_argument("--replace", action="store_true", help="also remove zones that are not in PATH")
+    zr = zsub.add_parser("remove", help="remove zones by id (open incidents close with reason zone_removed)")
+    zr.add_argument("ids", nargs="+")
+    zls = zsub.add_parser("list", help="show the zones on the topic and whether their schedule is open now")
+    zls.add_argument("--json", action="store_true")
     return p
 
 

@@ -22,6 +22,9 @@ class WorkerMetrics:
             ["source"], registry=registry)
         self.fixes_rejected = Counter(
             "citywatch_fixes_rejected_total", "Fixes rejected, by reason", ["reason"], registry=registry)
+        self.fixes_late = Counter(
+            "citywatch_fixes_late_total", "Late (out-of-order) fixes evaluated for the audit record only",
+            registry=registry)
         self.zone_checks = Counter(
             "citywatch_zone_checks_total", "Fixes checked against the zone index", registry=registry)
         self.alerts = Counter(
@@ -33,6 +36,8 @@ class WorkerMetrics:
             "citywatch_vehicles_active", "Vehicles with a fix in the active window, by class",
             ["class"], registry=registry)
         self.zones_loaded = Gauge("citywatch_zones_loaded", "Zones in the active index", registry=registry)
+        self.zone_records_invalid = Gauge(
+            "citywatch_zone_records_invalid", "Records on the zones topic skipped as invalid", registry=registry)
         self.alerts_delivered = Counter(
             "citywatch_alerts_delivered_total", "Alerts delivered to an outbound channel", ["channel"],
             registry=registry)
@@ -45,6 +50,22 @@ class WorkerMetrics:
         self.processing_errors = Counter(
             "citywatch_processing_errors_total", "Batches that raised while being processed", ["agent"],
             registry=registry)
+        # Driver vetting (engine.vetting)
+        self.vetting_decisions = Counter(
+            "citywatch_vetting_decisions_total", "Vetting decisions made, by outcome", ["outcome"],
+            registry=registry)
+        self.vetting_decision_seconds = Histogram(
+            "citywatch_vetting_decision_seconds", "HTTP application received to decision answered",
+            buckets=LATENCY_BUCKETS, registry=registry)
+        self.vetting_records = Counter(
+            "citywatch_vetting_records_total", "Records stored in the vetting records table, by kind", ["kind"],
+            registry=registry)
+        self.vetting_inputs_rejected = Counter(
+            "citywatch_vetting_inputs_rejected_total", "Applications and records rejected as invalid, by source and reason",
+            ["source", "reason"], registry=registry)
+        self.vetting_drivers_flagged = Counter(
+            "citywatch_vetting_drivers_flagged_total", "Licensed drivers flagged by a new record, by rule and action",
+            ["rule", "action"], registry=registry)
 
 
 class BridgeMetrics:
@@ -56,6 +77,9 @@ class BridgeMetrics:
             "citywatch_bridge_messages_total", "MQTT messages received by the bridge", registry=registry)
         self.fixes_produced = Counter(
             "citywatch_bridge_fixes_produced_total", "Valid fixes produced to Kafka", registry=registry)
+        self.batches_produced = Counter(
+            "citywatch_bridge_batches_produced_total", "Kafka messages (partition batches) of fixes produced",
+            registry=registry)
         self.rejections_produced = Counter(
             "citywatch_bridge_rejections_total", "Rejected inputs produced to the rejected topic, by reason",
             ["reason"], registry=registry)

@@ -58,6 +58,7 @@ class KafkaTopics:
     fixes: str = "fixes"
     fixes_rejected: str = "fixes.rejected"
     alerts: str = "alerts"
+    zones: str = "zones"
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,9 @@ class BridgeSettings:
     max_payload_bytes: int = 262144
     max_fixes_per_message: int = 1000
     max_in_flight: int = 10000
+    batch_max_fixes: int = 500
+    batch_linger_ms: float = 20.0
+    shared_group: str = ""
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,44 @@ class WorkerSettings:
 
 
 @dataclass(frozen=True)
+class ReportIntervals:
+    """Report interval of a moving vehicle's terminal, seconds, per class (engine.telemetry.models.CLASSES).
+
+    0 disables offline detection for that class.
+    """
+
+    hazmat: float = 30.0
+    police: float = 30.0
+    fire: float = 30.0
+    ambulance: float = 30.0
+    taxi: float = 30.0
+    bus: float = 30.0
+    ride_hailing: float = 30.0
+    other: float = 30.0
+
+
+@dataclass(frozen=True)
+class GeofenceSettings:
+    exit_margin_m: float = 15.0
+    exit_fixes: int = 3
+    moving_kmh: float = 5.0
+    overspeed_min_s: float = 5.0
+    offline_factor: float = 3.0
+    offline_scan_s: float = 10.0
+    late_group_s: float = 600.0
+    report_interval_s: ReportIntervals = field(default_factory=ReportIntervals)
+
+
+@dataclass(frozen=True)
+class FilterSettings:
+    invalid_fix: bool = True
+    max_accuracy_m: float = 50.0
+    max_implied_speed_kmh: float = 250.0
+    jump_tolerance_m: float = 50.0
+    reanchor_fixes: int = 3
+
+
+@dataclass(frozen=True)
 class ZonesSettings:
     dir: str = "zones"
 
@@ -114,6 +156,62 @@ class SimulatorSettings:
     speedup: float = 1.0
     seed: int = 7
     scripted_violation: bool = True
+
+
+@dataclass(frozen=True)
+class VettingTopics:
+    applications: str = "vetting.applications"
+    requests: str = "vetting.requests"
+    decisions: str = "vetting.decisions"
+    records_in: str = "vetting.records.in"
+    records: str = "vetting.records"
+    rejected: str = "vetting.rejected"
+
+
+@dataclass(frozen=True)
+class VettingRules:
+    """City rules beyond Article 14 (always on): each switched on or off here."""
+
+    residence: bool = True
+    vehicle: bool = True
+    retirement_age: bool = False
+    taxi_certificate: bool = False
+    violations: bool = False
+
+
+@dataclass(frozen=True)
+class VettingSettings:
+    """Ride-hailing driver vetting (engine.vetting); lists are comma-separated strings."""
+
+    hmac_key: str = ""
+    decision_timeout_s: float = 5.0
+    licence_classes: str = "A1,A2,A3,B1,B2,C1,C2"
+    min_driving_years: int = 3
+    points_limit: int = 12
+    points_cycles: int = 3
+    points_count_current_cycle: bool = True
+    violent_offences: str = ("intentional_homicide,intentional_injury,rape,robbery,kidnapping,arson,explosion,"
+                             "poisoning")
+    city_names: str = "Xiamen,厦门,厦门市"
+    residence_permit_min_months: int = 0
+    temporary_permit_min_months: int = 6
+    plate_prefix: str = "闽D"
+    vehicle_max_age_years: int = 3
+    retirement_age_male: int = 60
+    retirement_age_female: int = 55
+    taxi_revocation_years: int = 3
+    max_violations: int = 5
+    violations_window_months: int = 12
+    rules: VettingRules = field(default_factory=VettingRules)
+    topics: VettingTopics = field(default_factory=VettingTopics)
+
+    def __post_init__(self) -> None:
+        if not self.licence_classes.strip():
+            raise ConfigError("setting vetting.licence_classes: must list at least one licence class")
+        if not self.city_names.strip():
+            raise ConfigError("setting vetting.city_names: must name the city")
+        if self.points_cycles < 1 or self.points_limit < 1:
+            raise ConfigError("setting vetting.points_cycles/points_limit: must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -135,9 +233,12 @@ class Settings:
     bridge: BridgeSettings = field(default_factory=BridgeSettings)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     zones: ZonesSettings = field(default_factory=ZonesSettings)
+    geofence: GeofenceSettings = field(default_factory=GeofenceSettings)
+    filters: FilterSettings = field(default_factory=FilterSettings)
     simulator: SimulatorSettings = field(default_factory=SimulatorSettings)
     up: UpSettings = field(default_factory=UpSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    vetting: VettingSettings = field(default_factory=VettingSettings)
 
     def replace(self, **changes: Mapping[str, Any]) -> Settings:
         """Return a copy with ``section={key: value}`` changes applied (validated)."""

@@ -26,8 +26,10 @@ from engine import mqtt as mqttc
 from engine.brokers.kafka import ensure_kafka
 from engine.brokers.mqtt import ensure_mqtt
 from engine.brokers.ports import SpawnedBroker, log_tail, pdeathsig_preexec
+from engine.geofence.zone_store import records_from_path
 from engine.kafka.topics import ensure_topics
 from engine.settings import Settings
+from engine.zones_cli import load_zones
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +103,7 @@ def _child_env(settings: Settings) -> dict[str, str]:
 
 
 def run_up(settings: Settings, *, config_path: str | None, simulator: bool = True) -> int:
+    records_from_path(settings.zones.dir, tz=settings.city.tz, loaded_at="")  # a bad zone file stops us before anything starts
     data = Path(settings.up.data_dir)
     logs = data / "logs"
     stop = threading.Event()
@@ -119,6 +122,8 @@ def run_up(settings: Settings, *, config_path: str | None, simulator: bool = Tru
         mqtt = ensure_mqtt(settings.mqtt.host, settings.mqtt.port, workdir=data / "mqtt")
         brokers.append(mqtt)
         ensure_topics(settings)
+        loaded, removed = load_zones(settings, settings.zones.dir, replace=True)
+        log.info("zones: %d loaded from %s (%d others removed)", loaded, settings.zones.dir, removed)
         conf = ["--config", config_path] if config_path else []
         env = _child_env(settings)
         children.append(spawn_child("worker", ["worker", *conf], log_dir=logs, env=env))

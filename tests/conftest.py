@@ -76,7 +76,7 @@ def make_settings(kafka_broker: SpawnedBroker, mqtt_broker: SpawnedBroker, tmp_p
                   "fixes_topic": f"t{tag}/fixes", "alerts_topic": f"t{tag}/alerts"},
             kafka={"bootstrap": kafka_broker.address,
                    "topics": {"fixes": f"fixes-{tag}", "fixes_rejected": f"fixes-{tag}.rejected",
-                              "alerts": f"alerts-{tag}"}},
+                              "alerts": f"alerts-{tag}", "zones": f"zones-{tag}"}},
             web={"port": free_port()},
             bridge={"client_id": f"bridge-{tag}", "metrics_port": free_port()},
             worker={"app_id": f"cw-{tag}", "data_dir": str(tmp_path / f"worker-{tag}")},
@@ -92,7 +92,7 @@ class Proc:
     """A Citywatch child process with its log; stopped (SIGTERM, then kill) by the fixture."""
 
     def __init__(self, args: list[str], env: dict[str, str], log_path: Path):
-        self.log_path = log_path
+        self.log_path, self.env = log_path, env
         self._fh = open(log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "engine", *args], env=env, cwd=ROOT,
                                      stdout=self._fh, stderr=subprocess.STDOUT, start_new_session=True)
@@ -188,11 +188,20 @@ def mqtt_probe(mqtt_broker: SpawnedBroker) -> Iterator[Callable[..., MqttProbe]]
         p.close()
 
 
-def read_topic(bootstrap: str, topic: str, *, min_count: int, timeout: float = 30.0) -> list[tuple[bytes | None, bytes]]:
-    """Every record of ``topic`` from the beginning, once at least ``min_count`` are there (or time is up)."""
+LAST_PARTITIONS: list[int] = []
+
+
+def read_topic(bootstrap: str, topic: str, *, min_count: int, timeout: float = 30.0,
+               count=len) -> list[tuple[bytes | None, bytes]]:
+    """Every ``(key, value)`` of ``topic`` from the start, once ``count(records) >= min_count`` or time is up.
+
+    Each record's partition is appended to :data:`LAST_PARTITIONS`, parallel to the result.
+    """
     import asyncio
 
     from aiokafka import AIOKafkaConsumer
+
+    LAST_PARTITIONS.clear()
 
     async def run() -> list[tuple[bytes | None, bytes]]:
         consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
@@ -201,12 +210,14 @@ def read_topic(bootstrap: str, topic: str, *, min_count: int, timeout: float = 3
         out: list[tuple[bytes | None, bytes]] = []
         try:
             deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and len(out) < min_count:
+            while time.monotonic() < deadline and count(out) < min_count:
                 batch = await consumer.getmany(timeout_ms=500)
-                for records in batch.values():
+                for tp, records in batch.items():
                     out.extend((r.key, r.value) for r in records)
-            for records in (await consumer.getmany(timeout_ms=500)).values():  # anything right behind
+                    LAST_PARTITIONS.extend(tp.partition for _ in records)
+            for tp, records in (await consumer.getmany(timeout_ms=500)).items():  # anything right behind
                 out.extend((r.key, r.value) for r in records)
+                LAST_PARTITIONS.extend(tp.partition for _ in records)
         finally:
             await consumer.stop()
         return out

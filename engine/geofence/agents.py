@@ -5,20 +5,39 @@ Fixes arrive keyed by vehicle id, so a vehicle's fixes and its entry in the
 batches (``take_events``) so the geometry runs vectorised; offsets are
 committed only after the batch's alerts and state are written (at least
 once). Processing is idempotent: a replayed fix is not newer than the stored
-one and is dropped as a duplicate, and alert ids are stable.
+one (or its log position says it was processed) and is dropped as a
+duplicate, and alert ids are stable. A batch's alerts are produced before its
+state is written, so a worker killed in between repeats them (same ids)
+rather than losing them behind state that already moved on.
+
+The ``flag_offline_vehicles`` timer scans the ``tracks`` entries of the
+partitions this worker owns for moving vehicles gone silent
+(engine.geofence.offline). ``tracks.items()`` alone is not enough: with
+standby replicas (``table_standby_replicas``, 1 by default) the local store
+also holds other workers' partitions, so keys are filtered by the partition
+the producer's partitioner gives them (the table is written with
+``use_partitioner=True``, so its key -> partition mapping is the producer's,
+the same as the bridge's for the fixes topic), against the worker's assigned
+actives. Writes from the timer work for the same reason. The scan's "now"
+lags the clock by how far the worker is behind in each partition (see
+:class:`engine.geofence.offline.Progress`), so catching up after a restart
+does not raise a flood of false offline alerts.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import datetime
 from typing import Any
 
 import faust
+from aiokafka.partitioner import DefaultPartitioner
 
 from engine.alerts.kafka_sink import KafkaAlertSink
 from engine.clock import Clock
 from engine.geofence.checker import ZoneChecker
+from engine.geofence.offline import Progress, scan_offline
 from engine.metrics import WorkerMetrics
 from engine.settings import Settings
 from engine.telemetry.models import Fix, decode_fixes
@@ -30,10 +49,14 @@ log = logging.getLogger(__name__)
 
 def register(app: faust.App, topics: Topics, settings: Settings, metrics: WorkerMetrics, clock: Clock,
              checker: ZoneChecker) -> faust.Table:
-    tracks = app.Table("tracks", default=None, partitions=settings.kafka.partitions, use_partitioner=True,
-                       schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"))
+    checker.configure(settings)
+    tracks = app.tables.add(_RawKeyTable(
+        app, name="tracks", default=None, partitions=settings.kafka.partitions, use_partitioner=True,
+        key_type=str, schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json")))
     sink = KafkaAlertSink(topics.alerts, metrics, clock)
     last_seen: dict[str, tuple[str, float]] = {}
+    progress = Progress()
+    table_lock = asyncio.Lock()
 
     async def reject(recs: list[Rejection]) -> None:
         for r in recs:
@@ -45,10 +68,17 @@ def register(app: faust.App, topics: Topics, settings: Settings, metrics: Worker
         w = settings.worker
         async for events in stream.take_events(w.batch_size, within=w.batch_window_s):
             fixes: list[Fix] = []
+            positions: list[tuple[int, int]] = []  # (offset, index in record): tells replays from late fixes
+            newest: dict[int, float] = {}          # partition -> newest fix read from it (stream progress)
             bad: list[Rejection] = []
             for ev in events:
                 try:
-                    fixes.extend(decode_fixes(ev.value))
+                    decoded = decode_fixes(ev.value)
+                    fixes.extend(decoded)
+                    positions.extend((ev.message.offset, i) for i in range(len(decoded)))
+                    if decoded:
+                        p = ev.message.partition
+                        newest[p] = max(newest.get(p, 0.0), max(f.ts for f in decoded))
                 except Exception as exc:  # noqa: BLE001 - a foreign producer's record
                     m = ev.message
                     log.error("check_zones: undecodable record at %s[%s]@%s: %s", m.topic, m.partition, m.offset, exc)
@@ -57,15 +87,21 @@ def register(app: faust.App, topics: Topics, settings: Settings, metrics: Worker
             try:
                 for f in fixes:
                     metrics.fixes_received.labels(f.source).inc()
-                states = {f.vehicle_id: tracks.get(f.vehicle_id) for f in fixes}
-                result = checker.check(fixes, states)
-                metrics.zone_checks.inc(result.checked)
-                metrics.batch_size.observe(len(fixes))
-                for vid, st in result.states.items():
-                    tracks[vid] = st
-                    last_seen[vid] = (st["class"], st["ts"])
-                event_ts = {a["alert_id"]: f_ts(a) for a in result.alerts}
-                await sink.emit(result.alerts, event_ts)
+                async with table_lock:
+                    states = {f.vehicle_id: tracks.get(f.vehicle_id) for f in fixes}
+                    result = checker.check(fixes, states, positions)
+                    metrics.zone_checks.inc(result.checked)
+                    metrics.fixes_late.inc(result.late)
+                    for p, ts in newest.items():
+                        progress.update(p, clock.now(), ts)
+                    metrics.batch_size.observe(len(fixes))
+                    # Alerts before state: a worker killed in between replays the batch and repeats the
+                    # alerts (same ids) instead of losing them behind a state that already moved on.
+                    event_ts = {a["alert_id"]: f_ts(a) for a in result.alerts if not a.get("late")}
+                    await sink.emit(result.alerts, event_ts)
+                    for vid, st in result.states.items():
+                        tracks[vid] = st
+                        last_seen[vid] = (st["class"], st["ts"])
                 await reject(bad + result.rejections)
             except Exception:  # noqa: BLE001 - keep the agent alive; the batch is kept on fixes.rejected
                 first = events[0].message
@@ -89,7 +125,62 @@ def register(app: faust.App, topics: Topics, settings: Settings, metrics: Worker
         for vclass, n in counts.items():
             metrics.vehicles_active.labels(vclass).set(n)
 
+    if settings.geofence.offline_scan_s > 0:
+        owned = _Ownership(app, topics.fixes.get_topic_name(), settings.kafka.partitions)
+
+        @app.timer(interval=settings.geofence.offline_scan_s)
+        async def flag_offline_vehicles() -> None:
+            try:
+                async with table_lock:   # not between an agent batch's read and write of the same vehicles
+                    mine = owned.partitions()
+                    per_partition: dict[int, list[tuple[str, dict]]] = {}
+                    for vid, st in list(tracks.items()):
+                        p = owned.partition_of(vid)
+                        if p in mine:
+                            per_partition.setdefault(p, []).append((vid, st))
+                    alerts, changed = [], {}
+                    for p, items in per_partition.items():
+                        now = progress.stream_now(p, clock.now())
+                        if now is None:  # nothing read from this partition yet: no evidence of silence
+                            continue
+                        a, c = scan_offline(items, now, settings.geofence, checker.tz)
+                        alerts += a
+                        changed.update(c)
+                    await sink.emit(alerts, {})
+                    for vid, st in changed.items():
+                        tracks[vid] = st
+            except Exception:  # noqa: BLE001 - the next scan tries again
+                log.exception("flag_offline_vehicles: scan failed")
+                metrics.processing_errors.labels("flag_offline_vehicles").inc()
+
     return tracks
+
+
+class _RawKeyTable(faust.Table):
+    """A table keyed by vehicle id whose changelog keys are the id's UTF-8 bytes, like the fixes' keys.
+
+    Faust derives a table's key serializer from ``key_type`` (``"json"`` for ``str``) and lets it override the
+    schema's. Keys then went out JSON-quoted, so a vehicle's state hashed to another partition than its fixes
+    (3 vehicles in 4 with 4 partitions): a worker restored the wrong vehicles' state after a rebalance, and a
+    worker standby for that partition replayed its own older writes over newer state.
+    """
+
+    def _serializer_from_type(self, typ):  # type: ignore[no-untyped-def]
+        return "raw" if typ is str else super()._serializer_from_type(typ)
+
+
+class _Ownership:
+    """Which ``tracks`` keys belong to the partitions this worker owns (not its standbys)."""
+
+    def __init__(self, app: faust.App, topic: str, partitions: int):
+        self.app, self.topic, self.all = app, topic, list(range(partitions))
+        self.partitioner = app.conf.producer_partitioner or DefaultPartitioner()
+
+    def partitions(self) -> set[int]:
+        return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == self.topic}
+
+    def partition_of(self, key: str) -> int:
+        return self.partitioner(key.encode(), self.all, self.all)
 
 
 def f_ts(alert: dict[str, Any]) -> float:

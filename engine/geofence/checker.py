@@ -1,20 +1,28 @@
-"""Check a batch of fixes against the zone index: filters, geometry, transitions, alerts.
+"""Check a batch of fixes against the zone index: filters, ordering, geometry, rules, alerts.
 
 Knows nothing of Kafka or Faust: the agent hands it decoded fixes and the
 vehicles' stored states and writes back what it returns.
 
-Ordering policy (late fixes): within a batch a vehicle's fixes are taken in
-event-time order. A fix whose timestamp equals the vehicle's last accepted one
-is a ``duplicate``; one older than it is ``late`` (a terminal re-uploading
-buffered positions): it is not treated as a move, never changes live state or
-raises a zone alert, and goes to ``fixes.rejected`` with that reason so it is
-counted and kept for the record.
+Per batch (steps 1-3 in engine.geofence.intake):
+
+1. stateless GPS filters (``invalid_fix``, ``poor_accuracy``; engine.telemetry.filters);
+2. per vehicle, event-time order: a fix with the timestamp of the last
+   accepted one (or of a pending jump suspect), or an older one the worker has
+   already processed (its log position says so: a replay after a rebalance),
+   is a ``duplicate``; any other older one is *late* (engine.geofence.late:
+   audit alerts flagged ``late``, live state untouched); newer ones are live;
+3. live fixes against the vehicle's anchor (``implausible_jump``, re-anchoring);
+4. geometry, vectorised over the whole batch: one projection, one point test,
+   one segment test (previous fix -> this one), the distance to zones with
+   ``approach_m`` only when there are any, and the signed distance for the few
+   (fix, zone) pairs a vehicle is in or near (hysteresis);
+5. per live fix, only the zones involved: rules and incidents
+   (engine.geofence.transitions), in event-time order; then late fixes.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -22,14 +30,18 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from engine.alerts.models import make_alert
-from engine.clock import Clock
+from engine.clock import Clock, to_iso
+from engine.geofence import intake
+from engine.geofence import late as late_policy
+from engine.geofence.alerting import zone_alert
+from engine.geofence.batch import BatchGeometry, IndexView
 from engine.geofence.index import ZoneIndex
-from engine.geofence.transitions import ZoneEvent, transition
+from engine.geofence.offline import online_alert
+from engine.geofence.transitions import CLOSING, Observation, Tuning, ZoneEvent, close_zone, step_zone
+from engine.geofence.zones import Zone
+from engine.settings import Settings
 from engine.telemetry.models import Fix
 from engine.telemetry.validation import Rejection
-
-EVALUATED_RULES = ("forbid", "watch")
 
 
 @dataclass
@@ -37,105 +49,151 @@ class BatchResult:
     states: dict[str, dict[str, Any]] = field(default_factory=dict)   # changed vehicles only
     alerts: list[dict[str, Any]] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
-    checked: int = 0
+    checked: int = 0          # fixes tested against the zones (live and late)
+    late: int = 0             # late fixes evaluated for the audit record
 
 
 class ZoneChecker:
-    def __init__(self, index: ZoneIndex, *, tz: str, clock: Clock):
-        self.index, self.tz, self.clock = index, ZoneInfo(tz), clock
-        self._by_id = {z.id: z for z in index.zones}
+    def __init__(self, index: ZoneIndex, *, tz: str, clock: Clock, settings: Settings | None = None):
+        self.tz, self.clock = ZoneInfo(tz), clock
+        self.configure(settings or Settings())
+        self.set_index(index)
 
-    def _filter(self, fixes: list[Fix], states: Mapping[str, dict | None], result: BatchResult) -> list[Fix]:
-        by_vehicle: dict[str, list[Fix]] = defaultdict(list)
-        for f in fixes:
-            by_vehicle[f.vehicle_id].append(f)
-        accepted: list[Fix] = []
-        for vid, fl in by_vehicle.items():
-            fl.sort(key=lambda f: f.ts)
-            st = states.get(vid)
-            last = st["ts"] if st else None
-            for f in fl:
-                if last is not None and f.ts <= last:
-                    reason = "duplicate" if f.ts == last else "late"
-                    result.rejections.append(Rejection(
-                        reason, f"ts {f.ts} is {'equal to' if f.ts == last else 'older than'} the vehicle's "
-                        f"last accepted fix ({last})", f.to_json(), topic="fixes", vehicle_id=vid,
-                        received_at=f.received_at, source="worker"))
-                    continue
-                accepted.append(f)
-                last = f.ts
-        return accepted
+    def configure(self, settings: Settings) -> None:
+        """Take the ``geofence`` and ``filters`` settings (the worker's, from config.yaml)."""
+        g = settings.geofence
+        self._cfg = (Tuning(g.exit_margin_m, max(1, g.exit_fixes), g.overspeed_min_s), g, settings.filters)
 
-    def check(self, fixes: list[Fix], states: Mapping[str, dict | None]) -> BatchResult:
+    def set_index(self, index: ZoneIndex) -> None:
+        """Swap in a rebuilt index between batches (one assignment; a batch reads it once).
+
+        Incidents in zones no longer in the index close with reason ``zone_removed``
+        on the vehicle's next fix.
+        """
+        self._view = IndexView(index)
+
+    @property
+    def index(self) -> ZoneIndex:
+        return self._view.index
+
+    def check(self, fixes: list[Fix], states: Mapping[str, dict | None],
+              positions: Sequence[tuple[int, int]] | None = None) -> BatchResult:
+        """Check a batch; ``states`` maps each vehicle to its stored state (or None).
+
+        ``positions``, parallel to ``fixes``, is each fix's place in the log
+        (Kafka offset, index in the record): with it, an older fix that was
+        processed before (a replay after a rebalance) is told apart from a
+        late one and dropped as a ``duplicate``.
+        """
+        view, (tuning, geo, filt) = self._view, self._cfg
         result = BatchResult()
-        acc = self._filter(fixes, states, result)
-        n = len(acc)
-        if not n:
+        live, late, pos = intake.order(fixes, states, positions, filt, result)
+        batch = live + late
+        if not batch:
+            intake.finish({}, pos, states, result)
             return result
-        lon = np.fromiter((f.lon for f in acc), float, n)
-        lat = np.fromiter((f.lat for f in acc), float, n)
-        x, y = self.index.project(lon, lat)
+        n = len(batch)
+        x, y = view.index.project(np.fromiter((f.lon for f in batch), float, n),
+                                  np.fromiter((f.lat for f in batch), float, n))
         px, py = np.full(n, np.nan), np.full(n, np.nan)
-        for i, f in enumerate(acc):  # previous position: the fix before in this batch, else the stored one
-            if i and acc[i - 1].vehicle_id == f.vehicle_id:
-                px[i], py[i] = x[i - 1], y[i - 1]
-            elif (st := states.get(f.vehicle_id)) is not None:
-                px[i], py[i] = st["x"], st["y"]
-        inside_geom: list[set[int]] = [set() for _ in range(n)]
-        crossed_geom: list[set[int]] = [set() for _ in range(n)]
-        for i, z in zip(*self.index.point_hits(x, y)):
-            inside_geom[i].add(int(z))
-        for i, z in zip(*self.index.segment_hits(px, py, x, y)):
-            crossed_geom[i].add(int(z))
-        result.checked = n
+        accepted, sus = intake.jumps(live, states, x, y, px, py, filt, result)
+        late_rows = intake.late_rows(late, len(live), x, y, filt, result)
+        rows = np.array([a.row for a in accepted] + late_rows, dtype=np.intp)
+        if not rows.size:
+            intake.finish(sus, pos, states, result)
+            return result
+        stored = {}
+        for vid in sus:
+            st = states.get(vid)
+            if st and st["zones"]:
+                stored[vid] = {view.pos[z] for z in st["zones"] if z in view.pos}
+        geo_hits = BatchGeometry(view, x, y, px, py, rows, accepted, late_rows, batch, stored, tuning.margin)
+        result.checked, result.late = len(rows), len(late_rows)
         now = self.clock.now()
+        xs, ys = x.tolist(), y.tolist()
         cur: dict[str, dict[str, Any] | None] = {}
-        for i, f in enumerate(acc):
-            vid = f.vehicle_id
-            st = cur[vid] if vid in cur else states.get(vid)
-            when = datetime.fromtimestamp(f.ts, self.tz)
-            inside, crossed, reasons = set(), set(), {}
-            for z in inside_geom[i] | crossed_geom[i]:
-                zone = self.index.zones[z]
-                if zone.rule not in EVALUATED_RULES:
-                    continue
-                if not zone.applies_to(f.vclass):
-                    reasons[zone.id] = "not_applicable"
-                elif not zone.schedule.active(when):
-                    reasons[zone.id] = "schedule_ended"
-                elif z in inside_geom[i]:
-                    inside.add(zone.id)
-                else:
-                    crossed.add(zone.id)
-            prev_zones = (st or {}).get("zones", {})
-            for zid in prev_zones:
-                if zid not in self._by_id:
-                    reasons[zid] = "zone_removed"
-            zones, events = transition(vid, prev_zones, inside, crossed, ts=f.ts,
-                                       prev_ts=st["ts"] if st else None, exit_reasons=reasons)
-            for ev in events:
-                result.alerts.append(self._alert(ev, f, st, now))
-            new = {"ts": f.ts, "lat": f.lat, "lon": f.lon, "x": float(x[i]), "y": float(y[i]),
-                   "class": f.vclass, "zones": zones}
-            cur[vid] = new
-            result.states[vid] = new
+        for a in accepted:
+            f = a.fix
+            st = cur[f.vehicle_id] if f.vehicle_id in cur else states.get(f.vehicle_id)
+            new = self._live(a, st, xs[a.row], ys[a.row], geo_hits, view, tuning, geo.moving_kmh, now, result)
+            cur[f.vehicle_id] = result.states[f.vehicle_id] = new
+        intake.finish(sus, pos, states, result)
+        late_seen: dict[str, dict[str, Any]] = {}
+        for r in late_rows:
+            self._late(batch[r], r, geo_hits, view, tuning.margin, geo.late_group_s, now, late_seen)
+        result.alerts += late_seen.values()
         return result
 
-    def _alert(self, ev: ZoneEvent, f: Fix, prev: dict | None, now: float) -> dict[str, Any]:
-        zone = self._by_id.get(ev.zone_id)
-        fields: dict[str, Any] = {
-            "vehicle_id": f.vehicle_id, "class": f.vclass, "zone_id": ev.zone_id,
-            "zone_name": zone.name if zone else ev.zone_id, "rule": zone.rule if zone else None,
-            "lat": f.lat, "lon": f.lon, "speed_kmh": f.speed_kmh, "incident_id": ev.incident_id,
-            "late": False,
-        }
-        severity = zone.severity if zone else "info"
-        if ev.kind == "zone.exit":
-            severity = "info"
-            fields.update(duration_s=round(f.ts - ev.since, 3), reason=ev.reason,
-                          entered_at=datetime.fromtimestamp(ev.since, self.tz).isoformat())
-        elif ev.kind == "zone.cross" and prev:
-            fields.update(from_lat=prev["lat"], from_lon=prev["lon"],
-                          from_ts=datetime.fromtimestamp(prev["ts"], self.tz).isoformat())
-        return make_alert(ev.kind, severity, alert_id=ev.alert_id, subject=f.vehicle_id, ts=f.ts,
-                          detected_at=now, tz=self.tz, **fields)
+    # --- evaluation -----------------------------------------------------------------------
+
+    def _live(self, a: intake.Live, st: dict | None, x: float, y: float, g: BatchGeometry, view: IndexView,
+              tuning: Tuning, moving_kmh: float, now: float, result: BatchResult) -> dict[str, Any]:
+        f, r = a.fix, a.row
+        vid = f.vehicle_id
+        if st and "off" in st:
+            result.alerts.append(online_alert(f, st, now, self.tz))
+        zones: dict[str, dict] = dict(st["zones"]) if st and st["zones"] else {}
+        near = g.involved(r)
+        involved = zones.keys() | {view.zones[z].id for z in near} if near else zones.keys()
+        new_state = {"ts": f.ts, "lat": f.lat, "lon": f.lon, "x": float(x), "y": float(y), "class": f.vclass,
+                     "speed": None if a.speed is None else round(a.speed, 2), "zones": zones}
+        if not involved:
+            return new_state
+        when = datetime.fromtimestamp(f.ts, self.tz)
+        moving = a.speed is None or a.speed >= moving_kmh or (a.moved or 0.0) > 2 * tuning.margin
+        events = []
+        for zid in sorted(involved):
+            zone, zst = _zone(view, zid), zones.get(zid)
+            reason = _not_in_force(zone, vid, f.vclass, when)
+            if reason:
+                if zst:
+                    events += [(ev, zone) for ev in close_zone(zid, zst, reason, f.ts)]
+                    del zones[zid]
+                continue
+            assert zone is not None
+            zi = view.pos[zid]
+            obs = Observation(f.ts, a.prev_ts, zi in g.inside(r), zi in g.crossed(r), g.distance(r, zi),
+                              g.approach(r, zi), moving, a.speed)
+            new, evs = step_zone(vid, zone, zst, obs, tuning)
+            if new is None:
+                zones.pop(zid, None)
+            else:
+                zones[zid] = new
+            events += [(ev, zone) for ev in evs]
+        events.sort(key=lambda e: e[0].kind not in CLOSING)
+        prev = (st["lat"], st["lon"]) if st and a.prev_ts is not None else None
+        for ev, zone in events:
+            result.alerts.append(zone_alert(ev, zone, f, a.speed, now, self.tz, prev=prev))
+        return new_state
+
+    def _late(self, f: Fix, r: int, g: BatchGeometry, view: IndexView, margin: float, group_s: float, now: float,
+              seen: dict[str, dict[str, Any]]) -> None:
+        """Audit alerts of one late fix (engine.geofence.late), merged into ``seen`` by alert id."""
+        when = datetime.fromtimestamp(f.ts, self.tz)
+        inside = [view.zones[z] for z in sorted(g.inside(r))]
+        corridors = [(view.zones[z], g.distance(r, z)) for z in view.corridors.get(f.vehicle_id, ())]
+        for kind, zone in late_policy.late_violations(f.vehicle_id, f.vclass, f.ts, inside, corridors,
+                                                      lambda z: z.schedule.active(when), margin):
+            aid = late_policy.late_alert_id(kind, f.vehicle_id, zone.id, f.ts, group_s)
+            if aid in seen:
+                seen[aid]["late_fixes"] += 1
+                seen[aid]["last_late_at"] = to_iso(f.ts, self.tz)
+                continue
+            ev = ZoneEvent(kind, zone.id, aid, aid, zone.severity, {})
+            seen[aid] = {**zone_alert(ev, zone, f, f.speed_kmh, now, self.tz, late=True), "late_fixes": 1,
+                         "last_late_at": to_iso(f.ts, self.tz)}
+
+
+def _zone(view: IndexView, zone_id: str) -> Zone | None:
+    i = view.pos.get(zone_id)
+    return None if i is None else view.zones[i]
+
+
+def _not_in_force(zone: Zone | None, vid: str, vclass: str, when: datetime) -> str | None:
+    if zone is None:
+        return "zone_removed"
+    if not zone.applies(vid, vclass):
+        return "not_applicable"
+    if not zone.schedule.active(when):
+        return "schedule_ended"
+    return None

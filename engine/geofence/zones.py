@@ -47,12 +47,20 @@ class Zone:
     approach_m: float | None
     dwell_s: float | None
     source: str
+    dwell_repeat_s: float | None = None  # repeat zone.dwell this often while the violation lasts
+    vehicles: frozenset[str] | None = None  # corridor: the vehicles assigned to the route
 
     def applies_to(self, vehicle_class: str) -> bool:
         """Whether the rule concerns ``vehicle_class`` (``exempt`` wins over ``classes``)."""
         if vehicle_class in self.exempt:
             return False
         return self.classes is None or vehicle_class in self.classes
+
+    def applies(self, vehicle_id: str, vehicle_class: str) -> bool:
+        """Whether the rule concerns this vehicle: its class, and for a corridor its assignment."""
+        if self.vehicles is not None and vehicle_id not in self.vehicles:
+            return False
+        return self.applies_to(vehicle_class)
 
 
 class _Invalid(Exception):
@@ -161,6 +169,12 @@ def _parse_feature(feature: Any, source: str, tz: ZoneInfo) -> Zone:
     }
     if rule == "speed" and numbers["speed_limit_kmh"] is None:
         raise _Invalid("speed_limit_kmh", "required for rule 'speed'")
+    dwell_repeat_s = _number(props, "dwell_repeat_s", positive=True)
+    vehicles = _vehicle_ids(props.get("vehicles"))
+    if rule == "corridor" and vehicles is None:
+        raise _Invalid("vehicles", "required for rule 'corridor': the ids of the vehicles assigned to the route")
+    if rule != "corridor" and vehicles is not None:
+        raise _Invalid("vehicles", f"only a corridor zone takes vehicles, not rule {rule!r}")
     geometry = _parse_geometry(feature.get("geometry"))
     _check_sizes(geometry.geom_type, numbers["radius_m"], numbers["width_m"])
     try:
@@ -177,6 +191,8 @@ def _parse_feature(feature: Any, source: str, tz: ZoneInfo) -> Zone:
         severity=severity,
         geometry=geometry,
         source=source,
+        dwell_repeat_s=dwell_repeat_s,
+        vehicles=vehicles,
         **numbers,
     )
 
@@ -200,6 +216,14 @@ def _classes(props: dict, key: str, *, allow_empty: bool) -> frozenset[str] | No
         raise _Invalid(key, "must be a list of non-empty strings")
     if not value and not allow_empty:
         raise _Invalid(key, "empty list matches no vehicle; omit it to apply to all classes")
+    return frozenset(value)
+
+
+def _vehicle_ids(value: Any) -> frozenset[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
+        raise _Invalid("vehicles", "must be a non-empty list of vehicle ids (strings)")
     return frozenset(value)
 
 

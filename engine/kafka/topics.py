@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from engine.brokers.kafka import create_topics
 from engine.settings import Settings
+from engine.vetting.topics import vetting_topic_specs
 
 
 def topic_specs(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
     n, t = settings.kafka.partitions, settings.kafka.topics
-    return {t.fixes: (n, {}), t.fixes_rejected: (n, {}), t.alerts: (n, {})}
+    return {t.fixes: (n, {}), t.fixes_rejected: (n, {}), t.alerts: (n, {}),
+            t.zones: (1, {"cleanup.policy": "compact"}), **vetting_topic_specs(settings)}
 
 
 def ensure_topics(settings: Settings) -> None:

@@ -25,6 +25,8 @@ class Fix:
     alarm_flags: int | None = None
     received_at: float | None = None
     source: str = "mqtt"
+    valid: bool | None = None          # the terminal's own "fix valid" flag, when it sends one
+    status_flags: int | None = None    # JT/T 808 status bits (bit 1 = fix valid)
 
     def to_json(self) -> bytes:
         d = asdict(self)
@@ -38,6 +40,7 @@ class Fix:
             vclass=d.get("class") or "other", speed_kmh=d.get("speed_kmh"), heading=d.get("heading"),
             accuracy_m=d.get("accuracy_m"), alarm_flags=d.get("alarm_flags"),
             received_at=d.get("received_at"), source=d.get("source", "mqtt"),
+            valid=d.get("valid"), status_flags=d.get("status_flags"),
         )
 
 

@@ -3,7 +3,9 @@
 A payload is one JSON object or a JSON array of them (DESIGN.md, "Fix").
 Each bad element is rejected on its own with a short ``reason`` label and a
 human ``detail``; good elements of a mixed array are still accepted.
-Stateful checks (duplicates, implied speed, late fixes) belong to the worker.
+GPS quality (the fix-valid flag, accuracy) and stateful checks (duplicates,
+implied speed, late fixes) belong to the worker (engine.telemetry.filters):
+here ``valid`` and ``status_flags`` are only type-checked and passed on.
 """
 
 from __future__ import annotations
@@ -120,11 +122,18 @@ def validate_fix(obj: Any, *, topic_vehicle: str | None, settings: Settings, now
     flags = obj.get("alarm_flags")
     if flags is not None and (isinstance(flags, bool) or not isinstance(flags, int) or not 0 <= flags < 2**32):
         raise FixRejected("bad_type", f"alarm_flags must be a 32-bit unsigned integer, got {flags!r}"[:160])
+    valid = obj.get("valid")
+    if valid is not None and not isinstance(valid, bool):
+        raise FixRejected("bad_type", f"valid must be true or false, got {valid!r}"[:160])
+    status = obj.get("status_flags")
+    if status is not None and (isinstance(status, bool) or not isinstance(status, int) or not 0 <= status < 2**32):
+        raise FixRejected("bad_type", f"status_flags must be a 32-bit unsigned integer, got {status!r}"[:160])
     vclass = obj.get("class")
     if vclass is not None and vclass not in CLASSES:
         raise FixRejected("bad_class", f"class {str(vclass)[:40]!r} is not one of {', '.join(CLASSES)}")
     return Fix(vehicle_id=vid, ts=ts, lat=lat, lon=lon, vclass=vclass or "other", speed_kmh=speed,
-               heading=heading, accuracy_m=accuracy, alarm_flags=flags, received_at=now)
+               heading=heading, accuracy_m=accuracy, alarm_flags=flags, received_at=now, valid=valid,
+               status_flags=status)
 
 
 def topic_vehicle(topic: str, prefix: str) -> str | None:

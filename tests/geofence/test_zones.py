@@ -63,7 +63,7 @@ def test_minimal_polygon_defaults():
     ("rule", "severity"), [("forbid", "critical"), ("speed", "warning"), ("corridor", "warning"), ("watch", "info")]
 )
 def test_default_severity_by_rule(rule, severity):
-    (zone,) = parse(feature(rule=rule, speed_limit_kmh=60))
+    (zone,) = parse(feature(rule=rule, speed_limit_kmh=60, **({"vehicles": ["闽DH0001"]} if rule == "corridor" else {})))
     assert zone.severity == severity
 
 
@@ -84,6 +84,7 @@ def test_all_kinds_and_properties():
             width_m=40,
             rule="corridor",
             classes=["hazmat"],
+            vehicles=["闽DH0001", "闽DH0002"],
         ),
         feature(
             id="holes",
@@ -102,6 +103,7 @@ def test_all_kinds_and_properties():
     assert circle.radius_m == 500.0 and circle.geometry.geom_type == "Point"
     assert (circle.approach_m, circle.dwell_s, circle.severity) == (100.0, 30.0, "warning")
     assert road.width_m == 40.0 and road.geometry.geom_type == "LineString"
+    assert road.vehicles == {"闽DH0001", "闽DH0002"} and circle.vehicles is None and circle.dwell_repeat_s is None
     assert not road.geometry.has_z
     assert holes.geometry.geom_type == "MultiPolygon" and len(holes.geometry.geoms[0].interiors) == 1
     assert holes.speed_limit_kmh == 60.0
@@ -118,6 +120,15 @@ def test_applies_to_classes_and_exempt():
     assert not hazmat.applies_to("taxi")  # exempt wins over classes
     assert not hazmat.applies_to("bus")
     assert event.applies_to("bus") and not event.applies_to("police")
+
+
+def test_corridor_applies_to_its_assigned_vehicles_only():
+    (route,) = parse(feature(rule="corridor", vehicles=["闽DH0001"], exempt=["police"], dwell_repeat_s=60))
+    assert route.applies("闽DH0001", "hazmat") and not route.applies("闽DH0002", "hazmat")
+    assert not route.applies("闽DH0001", "police")  # exempt still wins
+    assert route.dwell_repeat_s == 60.0
+    (everyone,) = parse(feature())
+    assert everyone.applies("any", "taxi")
 
 
 def test_zone_is_immutable():
@@ -247,6 +258,11 @@ BAD_FEATURES = [
     (feature(approach_m=-1), "z1", "approach_m", "non-negative"),
     (feature(dwell_s=True), "z1", "dwell_s", None),
     (feature(dwell_s=float("nan")), "z1", "dwell_s", "finite"),
+    (feature(dwell_repeat_s=0), "z1", "dwell_repeat_s", "positive"),
+    (feature(rule="corridor"), "z1", "vehicles", "required"),
+    (feature(rule="corridor", vehicles=[]), "z1", "vehicles", "non-empty"),
+    (feature(rule="corridor", vehicles=["闽DH0001", 7]), "z1", "vehicles", None),
+    (feature(vehicles=["闽DH0001"]), "z1", "vehicles", "only a corridor"),
     (feature(classes="hazmat"), "z1", "classes", None),
     (feature(classes=["hazmat", 3]), "z1", "classes", None),
     (feature(classes=[]), "z1", "classes", "empty"),

@@ -1,0 +1,80 @@
+"""Every benchmark of issue 4, as ``make bench`` runs it; ends with one line of ``key=value`` figures.
+
+1. the zone-index micro suite (``bench_zone_index.py``): 100 / 1,000 / 20,000
+   zones, simple and 500-vertex polygons, point and segment tests, against a
+   per-fix loop and rtree;
+2. the end-to-end run on the embedded stack (``bench_end_to_end.py``):
+   latency at a fixed offered rate, sustained throughput with 100-fix arrays
+   and with single-fix messages, worker memory per vehicle, and the naive
+   per-fix baseline (``naive_worker.py``) on the same workload.
+
+The last line always carries ``fixes_per_s``, ``fixes_per_s_single``,
+``p50_latency_s``, ``p99_latency_s``, ``vs_naive`` and ``bytes_per_vehicle``
+(``nan`` where a phase did not run or failed; the exit status is then 1).
+Figures are reported, never asserted. Full run: under ~10 minutes on 2 cores;
+``--quick``: under 2 minutes.
+
+    make bench                         # full
+    make bench BENCH_ARGS=--quick      # smoke run
+    .venv/bin/python benchmarks/bench.py --quick --snapshot
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+import traceback
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_end_to_end as e2e  # noqa: E402
+import bench_zone_index as micro  # noqa: E402
+
+REQUIRED = ("fixes_per_s", "fixes_per_s_single", "p50_latency_s", "p99_latency_s", "vs_naive", "bytes_per_vehicle")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    e2e.add_arguments(ap)
+    ap.add_argument("--skip-micro", action="store_true", help="skip the zone-index micro suite")
+    ap.add_argument("--micro-zones", help="zone counts of the micro suite (default 100,1000,20000; quick 100,1000)")
+    ap.add_argument("--micro-shapes", default="simple,500", help="shapes of the micro suite")
+    args = e2e.finish_args(ap.parse_args())
+    e2e.sigterm_as_exit()
+    t0 = time.monotonic()
+    fig: dict[str, float] = {}
+    failed = False
+    if not args.skip_micro:
+        print("=== zone-index micro suite ===")
+        margs = argparse.Namespace(quick=args.quick, fixes=None, loop_fixes=None, repeats=None, seed=1,
+                                   zones=args.micro_zones, shapes=args.micro_shapes)
+        try:
+            micro_fig = micro.summary(micro.suite(margs))
+        except Exception:  # noqa: BLE001 - report and go on with the end-to-end run
+            traceback.print_exc()
+            failed, micro_fig = True, {}
+        print(f"(micro suite {time.monotonic() - t0:.0f} s)")
+    print("\n=== end to end ===")
+    try:
+        fig.update(e2e.run(args))
+    except Exception:  # noqa: BLE001 - the figures so far are still printed
+        traceback.print_exc()
+        failed = True
+    if not args.skip_micro:
+        fig.update(micro_fig)
+    e2e.print_targets(fig)
+    missing = [k for k in REQUIRED if k not in fig]
+    if missing:
+        print(f"not measured: {', '.join(missing)}")
+    print(f"total {time.monotonic() - t0:.0f} s")
+    line = {k: fig.get(k, math.nan) for k in REQUIRED}
+    line.update({k: v for k, v in fig.items() if k not in line})
+    print(e2e.kv_line(line))
+    return 1 if failed or missing or fig.get("errors") else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

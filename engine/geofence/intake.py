@@ -1,0 +1,169 @@
+"""A batch's fixes before geometry: filters, per-vehicle event-time order, the jump filter, book-keeping.
+
+Pure functions over the batch and the stored states (engine.geofence.checker
+runs them); rejections go to ``result.rejections`` with their reason.
+
+- ``order``: the stateless GPS filters, then per vehicle in event-time order:
+  ``duplicate`` (the last accepted fix's timestamp, a pending jump suspect's, or
+  an older fix whose log position shows it was processed: a replay), *late*
+  (older, new to the worker), or live.
+- ``jumps``: live fixes against the vehicle's anchor (engine.telemetry.filters).
+- ``late_rows``: spikes among a vehicle's late fixes.
+- ``finish``: pending suspects and the newest log position, kept in the state.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from engine.geofence import late as late_policy
+from engine.settings import FilterSettings
+from engine.telemetry.filters import check_jump, implied_kmh, quality_problem
+from engine.telemetry.models import Fix
+from engine.telemetry.validation import Rejection
+
+
+class _Rejections(Protocol):
+    """What the functions here need of a BatchResult."""
+
+    rejections: list[Rejection]
+    states: dict[str, dict[str, Any]]
+
+
+@dataclass(slots=True)
+class Live:
+    """An accepted live fix with what the batch loop derived for it."""
+
+    fix: Fix
+    row: int
+    prev_ts: float | None
+    speed: float | None
+    moved: float | None    # metres from the previous accepted fix
+
+
+def order(fixes: list[Fix], states: Mapping[str, dict | None], positions: Sequence[tuple[int, int]] | None,
+          filt: FilterSettings, result: _Rejections) -> tuple[list[Fix], list[Fix], dict[str, list[int]]]:
+    """Stateless filters, then per vehicle (time order): live, late, duplicates rejected.
+
+    Also the newest log position seen per vehicle (kept as ``pos`` in its state).
+    """
+    by_vehicle: dict[str, list[tuple[Fix, list[int] | None]]] = defaultdict(list)
+    for i, f in enumerate(fixes):
+        problem = quality_problem(f, filt)
+        if problem:
+            result.rejections.append(reject(f, *problem))
+        else:
+            by_vehicle[f.vehicle_id].append((f, list(positions[i]) if positions is not None else None))
+    live: list[Fix] = []
+    late: list[Fix] = []
+    newest: dict[str, list[int]] = {}
+    for vid, fl in by_vehicle.items():
+        fl.sort(key=lambda fp: fp[0].ts)
+        st = states.get(vid)
+        last = st["ts"] if st else None
+        done = st.get("pos") if st else None
+        seen: set[float] = {s[0] for s in st.get("sus", ())} if st else set()
+        for f, pos in fl:
+            replay = pos is not None and done is not None and pos <= done
+            if f.ts in seen or f.ts == last or (replay and last is not None and f.ts < last):
+                result.rejections.append(reject(f, "duplicate", f"ts {f.ts} repeats a fix already processed"))
+                continue
+            if last is not None and f.ts < last:
+                late.append(f)
+            else:
+                live.append(f)
+            seen.add(f.ts)
+            if pos is not None and (vid not in newest or pos > newest[vid]):
+                newest[vid] = pos
+    return live, late, newest
+
+def jumps(live: list[Fix], states: Mapping[str, dict | None], x: np.ndarray, y: np.ndarray,
+          px: np.ndarray, py: np.ndarray, filt: FilterSettings, result: _Rejections) -> tuple[list[Live], dict[str, list]]:
+    """Implied-speed filter against each vehicle's anchor; fills the previous positions."""
+    accepted: list[Live] = []
+    suspects: dict[str, list] = {}
+    anchor: tuple[float, float, float] | None = None
+    xs, ys = x.tolist(), y.tolist()
+    prev_rows: list[int] = []
+    prev_xy: list[tuple[float, float]] = []
+    limit, tolerance = filt.max_implied_speed_kmh, filt.jump_tolerance_m
+    for row, f in enumerate(live):
+        vid = f.vehicle_id
+        if vid not in suspects:  # the vehicle's first live fix in this batch
+            st = states.get(vid)
+            anchor = (st["ts"], st["x"], st["y"]) if st else None
+            suspects[vid] = list(st.get("sus", [])) if st else []
+        here_x, here_y = xs[row], ys[row]
+        moved = math.hypot(here_x - anchor[1], here_y - anchor[2]) if anchor else None
+        if moved is not None and not suspects[vid] and f.ts > anchor[0] and \
+                max(moved - tolerance, 0.0) / (f.ts - anchor[0]) * 3.6 <= limit:
+            prev = anchor  # the common case, without building a verdict
+        else:
+            verdict = check_jump(anchor, suspects[vid], f.ts, here_x, here_y, filt)
+            suspects[vid] = verdict.suspects
+            if not verdict.accept:
+                result.rejections.append(reject(
+                    f, "implausible_jump", f"implies {verdict.implied_kmh:.0f} km/h from the last accepted fix "
+                    f"(limit {limit:g})", implied_kmh=round(verdict.implied_kmh, 1)))
+                continue
+            prev = None if verdict.reanchored else anchor
+        speed = f.speed_kmh
+        if prev is None:
+            moved = None
+        else:
+            prev_rows.append(row)
+            prev_xy.append((prev[1], prev[2]))
+            if speed is None:
+                speed = implied_kmh(prev[0], prev[1], prev[2], f.ts, here_x, here_y)
+        accepted.append(Live(f, row, prev[0] if prev else None, speed, moved))
+        anchor = (f.ts, here_x, here_y)
+    if prev_rows:  # the segment of each accepted fix starts at its anchor
+        px[prev_rows], py[prev_rows] = zip(*prev_xy)
+    return accepted, suspects
+
+def late_rows(late: list[Fix], offset: int, x: np.ndarray, y: np.ndarray, filt: FilterSettings,
+              result: _Rejections) -> list[int]:
+    rows: list[int] = []
+    by_vehicle: dict[str, list[int]] = defaultdict(list)
+    for i, f in enumerate(late):
+        by_vehicle[f.vehicle_id].append(offset + i)
+    for rs in by_vehicle.values():
+        bad = late_policy.spikes([late[r - offset].ts for r in rs], x[rs].tolist(), y[rs].tolist(), filt)
+        for r, b in zip(rs, bad):
+            if b:
+                result.rejections.append(reject(late[r - offset], "implausible_jump",
+                                                 "late fix implies an impossible speed to its neighbours"))
+            else:
+                rows.append(r)
+    return rows
+
+def finish(suspects: dict[str, list], newest: dict[str, list[int]], states: Mapping[str, dict | None],
+            result: _Rejections) -> None:
+    """Book-keeping kept beside the live state: pending jump suspects, newest log position."""
+    for vid in suspects.keys() | newest.keys():
+        old = states.get(vid)
+        sus, pos = suspects.get(vid), newest.get(vid)
+        if old and old.get("pos") and (pos is None or old["pos"] > pos):
+            pos = old["pos"]
+        new = result.states.get(vid)   # this batch's own new state: updated in place
+        if new is None:
+            if old is None or (old.get("sus") == (sus or None) and old.get("pos") == pos):
+                continue
+            new = result.states[vid] = dict(old)
+        if sus:
+            new["sus"] = sus
+        else:
+            new.pop("sus", None)
+        if pos is not None:
+            new["pos"] = pos
+
+
+def reject(f: Fix, reason: str, detail: str, **extra: Any) -> Rejection:
+    return Rejection(reason, detail, f.to_json(), topic="fixes", vehicle_id=f.vehicle_id,
+                     received_at=f.received_at, source="worker", extra=extra)

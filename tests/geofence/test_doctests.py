@@ -1,0 +1,16 @@
+"""The examples in the rule and filter modules' docstrings run."""
+
+from __future__ import annotations
+
+import doctest
+
+import pytest
+
+from engine.geofence import hysteresis, late, offline
+from engine.telemetry import filters
+
+
+@pytest.mark.parametrize("module", [hysteresis, late, offline, filters], ids=lambda m: m.__name__)
+def test_docstring_examples(module):
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0

@@ -71,7 +71,11 @@ def format_alert(a: dict[str, Any]) -> str:
     kind = str(a.get("kind", ""))
     who = f"{a.get('vehicle_id', a.get('subject', '?'))} ({a.get('class', '?')})"
     where = f"{a.get('zone_name', '')} [{a.get('zone_id', '')}]" if a.get("zone_id") else ""
-    verb = {"zone.enter": "entered", "zone.exit": "left", "zone.cross": "crossed"}.get(kind, kind)
+    verb = {"zone.enter": "entered", "zone.exit": "left", "zone.cross": "crossed", "zone.approach": "is approaching",
+            "zone.dwell": "is still in", "zone.overspeed": "is speeding in", "zone.overspeed_end": "slowed down in",
+            "zone.deviation": "left its corridor", "zone.return": "returned to its corridor",
+            "vehicle.offline": "went silent", "vehicle.online": "reports again",
+            "driver.flagged": "flagged"}.get(kind, kind)
     extra = f" after {a['duration_s']:.0f} s" if kind == "zone.exit" and "duration_s" in a else ""
     pos = f" at {a['lat']:.5f},{a['lon']:.5f}" if isinstance(a.get("lat"), (int, float)) else ""
     return f"{SEVERITY_MARK.get(sev, '  ')} {when} {sev.upper():8} {kind:14} {who} {verb} {where}{extra}{pos}"

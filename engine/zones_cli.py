@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from engine.clock import Clock, SystemClock, to_iso
 from engine.errors import ZoneFileError
-from engine.geofence.zone_store import records_from_path, zone_from_record
+from engine.geofence.zone_store import apply_records, records_from_path, zone_from_record
 from engine.kafka.topics import ensure_topics
 from engine.settings import Settings
 
@@ -43,14 +43,8 @@ async def read_zone_records_at(settings: Settings) -> tuple[dict[str, bytes], in
         idle = 0
         while idle < 2:  # stop after two empty fetches once past the reported end
             batch = await consumer.getmany(tp, timeout_ms=300)
-            records = batch.get(tp, [])
-            for r in records:
-                key = r.key.decode() if r.key else ""
-                if r.value is None:
-                    out.pop(key, None)
-                else:
-                    out[key] = r.value
-            idle = idle + 1 if not records and await consumer.position(tp) >= end else 0
+            got = apply_records(out, batch.get(tp, []))
+            idle = idle + 1 if not got and await consumer.position(tp) >= end else 0
         return out, await consumer.position(tp)
     finally:
         await consumer.stop()

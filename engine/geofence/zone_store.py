@@ -44,6 +44,19 @@ def records_from_path(path: str | Path, *, tz: str, loaded_at: str) -> dict[str,
     return records
 
 
+def apply_records(records: dict[str, bytes], batch: Iterable[Any]) -> int:
+    """Fold Kafka records of the zones topic into ``records`` (a tombstone removes the key); returns how many."""
+    n = 0
+    for r in batch:
+        key = r.key.decode() if r.key else ""
+        if r.value is None:
+            records.pop(key, None)
+        else:
+            records[key] = r.value
+        n += 1
+    return n
+
+
 def zone_from_record(zone_id: str, value: Mapping[str, Any] | bytes, *, tz: str) -> Zone:
     """One stored record -> :class:`Zone` (raises :class:`ZoneFileError` if it is not valid)."""
     rec = orjson.loads(value) if isinstance(value, (bytes, str)) else value

@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from engine.geofence.checker import ZoneChecker
 from engine.geofence.index import ZoneIndex
-from engine.geofence.zone_store import build_index
+from engine.geofence.zone_store import apply_records, build_index
 from engine.metrics import WorkerMetrics
 from engine.settings import Settings
 from engine.zones_cli import read_zone_records_at
@@ -60,15 +60,9 @@ def register(app: faust.App, settings: Settings, checker: ZoneChecker, metrics: 
         dirty = False
         try:
             while True:
-                batch = (await consumer.getmany(tp, timeout_ms=300)).get(tp, [])
-                for r in batch:
-                    key = r.key.decode() if r.key else ""
-                    if r.value is None:
-                        records.pop(key, None)
-                    else:
-                        records[key] = r.value
-                    dirty = True
-                if dirty and not batch:  # a quiet fetch after changes: rebuild once for the whole burst
+                got = apply_records(records, (await consumer.getmany(tp, timeout_ms=300)).get(tp, []))
+                dirty = dirty or got > 0
+                if dirty and not got:  # a quiet fetch after changes: rebuild once for the whole burst
                     dirty = False
                     try:
                         index = await asyncio.to_thread(_build, settings, dict(records), metrics)

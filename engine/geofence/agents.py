@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from datetime import datetime
 from typing import Any
 
@@ -85,8 +86,8 @@ def register(app: faust.App, topics: Topics, settings: Settings, metrics: Worker
                     bad.append(Rejection("bad_record", f"undecodable record at {m.topic}[{m.partition}]@{m.offset}: "
                                          f"{exc}"[:300], bytes(ev.value or b""), topic=m.topic, source="kafka"))
             try:
-                for f in fixes:
-                    metrics.fixes_received.labels(f.source).inc()
+                for source, n in Counter(f.source for f in fixes).items():  # one increment per source, not per fix
+                    metrics.fixes_received.labels(source).inc(n)
                 async with table_lock:
                     states = {f.vehicle_id: tracks.get(f.vehicle_id) for f in fixes}
                     result = checker.check(fixes, states, positions)

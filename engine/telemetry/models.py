@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -29,9 +29,12 @@ class Fix:
     status_flags: int | None = None    # JT/T 808 status bits (bit 1 = fix valid)
 
     def to_json(self) -> bytes:
-        d = asdict(self)
-        d["class"] = d.pop("vclass")
-        return orjson.dumps(d)
+        # A flat dict by hand: dataclasses.asdict deep-copies and was half the bridge's CPU (profiled).
+        return orjson.dumps({
+            "vehicle_id": self.vehicle_id, "ts": self.ts, "lat": self.lat, "lon": self.lon, "class": self.vclass,
+            "speed_kmh": self.speed_kmh, "heading": self.heading, "accuracy_m": self.accuracy_m,
+            "alarm_flags": self.alarm_flags, "received_at": self.received_at, "source": self.source,
+            "valid": self.valid, "status_flags": self.status_flags})
 
     @classmethod
     def from_obj(cls, d: dict[str, Any]) -> Fix:

@@ -127,3 +127,14 @@ def test_any_payload_is_either_accepted_or_rejected_with_a_reason(raw):
         orjson.loads(r.to_json())
     for f in p.fixes:
         assert S.city.bounds.lat_min <= f.lat <= S.city.bounds.lat_max
+
+
+def test_fix_json_round_trip_keeps_every_field():
+    from dataclasses import fields
+
+    from engine.telemetry.models import Fix, decode_fixes
+
+    [f] = parse(GOOD).fixes
+    d = orjson.loads(f.to_json())
+    assert set(d) == {"class" if x.name == "vclass" else x.name for x in fields(Fix)}
+    assert decode_fixes(f.to_json()) == [f]

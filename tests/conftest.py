@@ -242,3 +242,21 @@ def metric_value(text: str, name: str, **labels: str) -> float:
             if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
                 total += s.value
     return total
+
+
+def wait_bridge_subscribed(settings: Settings, *procs: Proc, port: int | None = None, timeout: float = 60) -> None:
+    """Wait until the bridge on ``port`` (default ``bridge.metrics_port``) has its MQTT subscription confirmed.
+
+    Fails at once, with the log, if any of ``procs`` exits meanwhile.
+    """
+    port = port or settings.bridge.metrics_port
+
+    def subscribed() -> bool:
+        for p in procs:
+            assert p.proc.poll() is None, f"process exited:\n{p.log()}"
+        try:
+            return metric_value(scrape(port), "citywatch_bridge_mqtt_connected") == 1
+        except OSError:
+            return False
+
+    wait_for(subscribed, timeout, "the bridge to subscribe")

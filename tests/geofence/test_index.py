@@ -7,10 +7,11 @@ import shapely
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyproj import Geod, Transformer
-from shapely.geometry import LineString, MultiPolygon, Point, Polygon
+from shapely.geometry import LineString, Point
 
 from engine.geofence.index import ZoneIndex
 from engine.geofence.zones import Zone, load_zone_dir, parse_feature_collection
+from tests.geofence.reference import area_of
 
 ZONES_DIR = Path(__file__).resolve().parents[2] / "zones"
 # Independent reference projection: scalar pyproj calls, one coordinate at a time.
@@ -34,19 +35,7 @@ def xy(lon, lat):
 
 def reference_area(zone: Zone):
     """The zone's area in metres, built without the index's code."""
-
-    def ring(coords):
-        return [xy(lon, lat) for lon, lat in coords]
-
-    def polygon(p):
-        return Polygon(ring(p.exterior.coords), [ring(h.coords) for h in p.interiors])
-
-    g = zone.geometry
-    if isinstance(g, Point):
-        return Point(xy(g.x, g.y)).buffer(zone.radius_m, quad_segs=32)
-    if isinstance(g, LineString):
-        return LineString(ring(g.coords)).buffer(zone.width_m / 2, quad_segs=32)
-    return polygon(g) if isinstance(g, Polygon) else MultiPolygon([polygon(p) for p in g.geoms])
+    return area_of(zone, xy)
 
 
 def brute_force(zones, geometries):

@@ -11,7 +11,7 @@ import pytest
 from engine.brokers.ports import free_port
 from engine.telemetry.batching import partition_for
 from engine.telemetry.models import decode_fixes
-from tests.conftest import LAST_PARTITIONS, metric_value, read_topic, scrape, wait_for
+from tests.conftest import LAST_PARTITIONS, metric_value, read_topic, scrape, wait_bridge_subscribed, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -20,14 +20,7 @@ def test_a_burst_keeps_each_vehicles_order_and_loses_nothing(make_settings, spaw
     settings = make_settings()
     bridge = spawn("bridge", ["bridge"], settings)
 
-    def subscribed() -> bool:
-        assert bridge.proc.poll() is None, bridge.log()
-        try:
-            return metric_value(scrape(settings.bridge.metrics_port), "citywatch_bridge_mqtt_connected") == 1
-        except OSError:
-            return False
-
-    wait_for(subscribed, 60, "the bridge to subscribe")
+    wait_bridge_subscribed(settings, bridge)
     gateway = mqtt_probe()
     t0, vehicles, per_vehicle = time.time() - 3600, [f"闽DO{i:03d}" for i in range(10)], 300
     infos = []

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from engine.brokers.ports import free_port
-from tests.conftest import metric_value, read_topic, scrape, wait_for
+from tests.conftest import metric_value, read_topic, scrape, wait_bridge_subscribed, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -26,14 +26,7 @@ def test_offline_online_late_and_filtered_fixes(make_settings, spawn, mqtt_probe
     worker = spawn("worker", ["worker"], settings)
     bridge = spawn("bridge", ["bridge"], settings)
 
-    def ready() -> bool:
-        assert worker.proc.poll() is None, worker.log()
-        try:
-            return metric_value(scrape(settings.bridge.metrics_port), "citywatch_bridge_mqtt_connected") == 1
-        except OSError:
-            return False
-
-    wait_for(ready, 60, "the bridge to subscribe")
+    wait_bridge_subscribed(settings, worker)
     alerts = mqtt_probe([f"{settings.mqtt.alerts_topic}/#"])
     gateway = mqtt_probe()
     topic = f"{settings.mqtt.fixes_topic}/{V}"

@@ -7,7 +7,7 @@ import time
 import orjson
 import pytest
 
-from tests.conftest import metric_value, read_topic, scrape, wait_for
+from tests.conftest import metric_value, read_topic, scrape, wait_bridge_subscribed, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -28,15 +28,7 @@ def system(make_settings, spawn, mqtt_probe):
     worker = spawn("worker", ["worker"], settings)
     bridge = spawn("bridge", ["bridge"], settings)
 
-    def bridge_ready() -> bool:
-        assert bridge.proc.poll() is None, f"bridge exited:\n{bridge.log()}"
-        assert worker.proc.poll() is None, f"worker exited:\n{worker.log()}"
-        try:
-            return metric_value(scrape(settings.bridge.metrics_port), "citywatch_bridge_mqtt_connected") == 1
-        except OSError:
-            return False
-
-    wait_for(bridge_ready, 60, "the bridge to subscribe")
+    wait_bridge_subscribed(settings, bridge, worker)
     alerts = mqtt_probe([f"{settings.mqtt.alerts_topic}/#"])
     gateway = mqtt_probe()
     return settings, worker, bridge, alerts, gateway

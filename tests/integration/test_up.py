@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from engine.brokers.ports import free_port
-from tests.conftest import ROOT, env_for, wait_for
+from tests.conftest import ROOT, env_for, wait_bridge_subscribed, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -101,14 +101,7 @@ def test_up_reuses_running_brokers_and_takes_another_zone_folder(make_settings, 
         assert "simulator" not in up.output().split("Processes", 1)[1].splitlines()[0]
         assert len(up.pids()) == 2  # worker and bridge only
 
-        def bridge_subscribed() -> bool:
-            from tests.conftest import metric_value, scrape
-            try:
-                return metric_value(scrape(settings.bridge.metrics_port), "citywatch_bridge_mqtt_connected") == 1
-            except OSError:
-                return False
-
-        wait_for(bridge_subscribed, 60, "the bridge to subscribe")
+        wait_bridge_subscribed(settings)
         fix = {"vehicle_id": "闽DT0009", "class": "taxi", "ts": time.time() - 5, "lat": 24.605, "lon": 118.105}
         probe.publish(f"{settings.mqtt.fixes_topic}/闽DT0009", orjson.dumps(fix))
         got = wait_for(lambda: [orjson.loads(p) for _, p in probe.received()], 90, "the depot alert")

@@ -50,6 +50,11 @@ class WorkerMetrics:
         self.processing_errors = Counter(
             "citywatch_processing_errors_total", "Batches that raised while being processed", ["agent"],
             registry=registry)
+        self.checkpointed = Counter(
+            "citywatch_states_checkpointed_total", "Position-only vehicle states written to the tracks table "
+            "at a checkpoint (not at once)", registry=registry)
+        self.vehicles_in_memory = Gauge(
+            "citywatch_vehicles_in_memory", "Vehicle states this worker holds for its partitions", registry=registry)
         # Driver vetting (engine.vetting)
         self.vetting_decisions = Counter(
             "citywatch_vetting_decisions_total", "Vetting decisions made, by outcome", ["outcome"],

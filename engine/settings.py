@@ -105,6 +105,7 @@ class WorkerSettings:
     max_speed_kmh: float = 250.0
     future_tolerance_s: float = 300.0
     active_window_s: float = 600.0
+    checkpoint_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -333,6 +334,8 @@ def _check(obj: Any, prefix: str) -> None:
             raise ConfigError(f"setting {prefix}bootstrap: expected host:port[,host:port], got {obj.bootstrap!r}")
         if obj.partitions < 1:
             raise ConfigError(f"setting {prefix}partitions: must be at least 1")
+    if isinstance(obj, WorkerSettings) and (obj.checkpoint_s <= 0 or obj.batch_size < 1):
+        raise ConfigError(f"setting {prefix}checkpoint_s/batch_size: must be above 0")
     if isinstance(obj, LogSettings) and obj.level.lower() not in ("debug", "info", "warning", "error", "critical"):
         raise ConfigError(f"setting {prefix}level: expected debug, info, warning, error or critical, got {obj.level!r}")
     if isinstance(obj, MqttSettings) and obj.qos not in (0, 1, 2):

@@ -38,6 +38,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from engine.alerts.kafka_sink import KafkaAlertSink
 from engine.clock import Clock
 from engine.geofence.checker import ZoneChecker
+from engine.geofence.live_states import LiveStates, is_durable
 from engine.geofence.offline import Progress, scan_offline
 from engine.metrics import WorkerMetrics
 from engine.settings import Settings
@@ -55,7 +56,8 @@ def register(app: faust.App, topics: Topics, settings: Settings, metrics: Worker
         app, name="tracks", default=None, partitions=settings.kafka.partitions, use_partitioner=True,
         key_type=str, schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json")))
     sink = KafkaAlertSink(topics.alerts, metrics, clock)
-    last_seen: dict[str, tuple[str, float]] = {}
+    owned = _Ownership(app, topics.fixes.get_topic_name(), settings.kafka.partitions)
+    states = LiveStates(tracks, owned.partition_of)
     progress = Progress()
     table_lock = asyncio.Lock()
 
@@ -71,26 +73,31 @@ def register(app: faust.App, topics: Topics, settings: Settings, metrics: Worker
             fixes: list[Fix] = []
             positions: list[tuple[int, int]] = []  # (offset, index in record): tells replays from late fixes
             newest: dict[int, float] = {}          # partition -> newest fix read from it (stream progress)
+            partition_of: dict[str, int] = {}
             bad: list[Rejection] = []
             for ev in events:
+                m = ev.message
                 try:
                     decoded = decode_fixes(ev.value)
-                    fixes.extend(decoded)
-                    positions.extend((ev.message.offset, i) for i in range(len(decoded)))
-                    if decoded:
-                        p = ev.message.partition
-                        newest[p] = max(newest.get(p, 0.0), max(f.ts for f in decoded))
                 except Exception as exc:  # noqa: BLE001 - a foreign producer's record
-                    m = ev.message
                     log.error("check_zones: undecodable record at %s[%s]@%s: %s", m.topic, m.partition, m.offset, exc)
                     bad.append(Rejection("bad_record", f"undecodable record at {m.topic}[{m.partition}]@{m.offset}: "
                                          f"{exc}"[:300], bytes(ev.value or b""), topic=m.topic, source="kafka"))
+                    continue
+                if not decoded:
+                    continue
+                fixes.extend(decoded)
+                positions.extend((m.offset, i) for i in range(len(decoded)))
+                p = m.partition
+                newest[p] = max(newest.get(p, 0.0), max(f.ts for f in decoded))
+                for f in decoded:
+                    partition_of[f.vehicle_id] = p
             try:
                 for source, n in Counter(f.source for f in fixes).items():  # one increment per source, not per fix
                     metrics.fixes_received.labels(source).inc(n)
                 async with table_lock:
-                    states = {f.vehicle_id: tracks.get(f.vehicle_id) for f in fixes}
-                    result = checker.check(fixes, states, positions)
+                    before = {vid: states.get(p, vid) for vid, p in partition_of.items()}
+                    result = checker.check(fixes, before, positions)
                     metrics.zone_checks.inc(result.checked)
                     metrics.fixes_late.inc(result.late)
                     for p, ts in newest.items():
@@ -100,9 +107,9 @@ def register(app: faust.App, topics: Topics, settings: Settings, metrics: Worker
                     # alerts (same ids) instead of losing them behind a state that already moved on.
                     event_ts = {a["alert_id"]: f_ts(a) for a in result.alerts if not a.get("late")}
                     await sink.emit(result.alerts, event_ts)
+                    alerted = {a.get("vehicle_id") for a in result.alerts}
                     for vid, st in result.states.items():
-                        tracks[vid] = st
-                        last_seen[vid] = (st["class"], st["ts"])
+                        states.put(partition_of[vid], vid, st, durable=is_durable(before[vid], st, vid in alerted))
                 await reject(bad + result.rejections)
             except Exception:  # noqa: BLE001 - keep the agent alive; the batch is kept on fixes.rejected
                 first = events[0].message
@@ -113,43 +120,45 @@ def register(app: faust.App, topics: Topics, settings: Settings, metrics: Worker
                                         f.to_json(), topic=first.topic, vehicle_id=f.vehicle_id, source="worker")
                               for f in fixes])
 
+    @app.timer(interval=settings.worker.checkpoint_s)
+    async def checkpoint_positions() -> None:
+        """Position-only updates reach the table at least this often (what a kill -9 can lose)."""
+        metrics.checkpointed.inc(states.flush())
+
+    async def release_states(sender: Any, *args: Any, **kwargs: Any) -> None:
+        """Partitions are leaving (a rebalance, a graceful stop): write what is only in memory, then forget it."""
+        metrics.checkpointed.inc(states.release())
+        await app.producer.flush()
+
+    app.on_partitions_revoked.connect(release_states)
+    app.on_before_shutdown.connect(release_states)
+
     @app.timer(interval=10.0)
     async def update_active_vehicles() -> None:
         cutoff = clock.now() - settings.worker.active_window_s
-        counts: dict[str, int] = {}
-        for vid, (vclass, ts) in list(last_seen.items()):
-            if ts < cutoff:
-                del last_seen[vid]
-            else:
-                counts[vclass] = counts.get(vclass, 0) + 1
+        counts = Counter(st.get("class", "other") for st in states.all_states() if st["ts"] >= cutoff)
         metrics.vehicles_active.clear()
         for vclass, n in counts.items():
             metrics.vehicles_active.labels(vclass).set(n)
+        metrics.vehicles_in_memory.set(len(states))
 
     if settings.geofence.offline_scan_s > 0:
-        owned = _Ownership(app, topics.fixes.get_topic_name(), settings.kafka.partitions)
 
         @app.timer(interval=settings.geofence.offline_scan_s)
         async def flag_offline_vehicles() -> None:
             try:
                 async with table_lock:   # not between an agent batch's read and write of the same vehicles
-                    mine = owned.partitions()
-                    per_partition: dict[int, list[tuple[str, dict]]] = {}
-                    for vid, st in list(tracks.items()):
-                        p = owned.partition_of(vid)
-                        if p in mine:
-                            per_partition.setdefault(p, []).append((vid, st))
-                    alerts, changed = [], {}
-                    for p, items in per_partition.items():
+                    alerts, changed = [], []
+                    for p, items in states.owned(owned.partitions()):
                         now = progress.stream_now(p, clock.now())
                         if now is None:  # nothing read from this partition yet: no evidence of silence
                             continue
                         a, c = scan_offline(items, now, settings.geofence, checker.tz)
                         alerts += a
-                        changed.update(c)
+                        changed += [(p, vid, st) for vid, st in c.items()]
                     await sink.emit(alerts, {})
-                    for vid, st in changed.items():
-                        tracks[vid] = st
+                    for p, vid, st in changed:
+                        states.put(p, vid, st, durable=True)
             except Exception:  # noqa: BLE001 - the next scan tries again
                 log.exception("flag_offline_vehicles: scan failed")
                 metrics.processing_errors.labels("flag_offline_vehicles").inc()

@@ -1,0 +1,153 @@
+"""Engine alone: one worker consuming partition batches already in Kafka (no MQTT, no bridge).
+
+Puts ``--fixes`` fixes of ``--vehicles`` vehicles on a fresh ``fixes`` topic
+the way the bridge does (one record per partition batch of
+``--batch`` fixes, keyed so each vehicle's fixes are on its partition), with
+``--zones`` zones seeded, then starts one ``citywatch worker`` and measures how
+fast it works through the backlog: fixes/s = slope of
+``citywatch_zone_checks_total`` from the first to the last sample while the
+backlog lasts. The workload is the end-to-end one (benchmarks/_workload.py:
+vehicles driving along the zone grid; ``--step`` of fixes enter a zone), so
+alerts are produced and states change as in the live run.
+
+Prints the figures, the worker's CPU, and a ``key=value`` line
+(``engine_fixes_per_s=``); ``--profile DIR`` records the worker with py-spy.
+No assertions on timing.
+
+    .venv/bin/python benchmarks/bench_engine.py              # 1,000,000 fixes, 100,000 vehicles, 10,000 zones
+    .venv/bin/python benchmarks/bench_engine.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import orjson
+from aiokafka import AIOKafkaProducer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _profile  # noqa: E402
+from _stack import CpuMeter, Stack, free_port, wait_until  # noqa: E402
+from _workload import CLASSES, Fleet, Grid  # noqa: E402
+
+from engine.kafka.topics import ensure_topics  # noqa: E402
+from engine.settings import Settings  # noqa: E402
+from engine.telemetry.batching import partition_for  # noqa: E402
+
+CHECKED = "citywatch_zone_checks_total"
+
+
+def records(fleet: Fleet, n_fixes: int, batch: int, partitions: int, t0: float) -> list[tuple[int, bytes, bytes]]:
+    """(partition, key, value) records: fix k of every vehicle, then k+1 ...; ``batch`` fixes per record."""
+    n = fleet.n_vehicles
+    ids = [fleet.vehicle_id(v) for v in range(n)]
+    keys = [i.encode() for i in ids]
+    part = [partition_for(k, partitions) for k in keys]
+    pending: dict[int, list[bytes]] = {p: [] for p in range(partitions)}
+    first_key: dict[int, bytes] = {}
+    out: list[tuple[int, bytes, bytes]] = []
+    v_all = np.arange(n)
+    rounds = -(-n_fixes // n)
+    done = 0
+    for k in range(rounds):
+        lon, lat, _ = fleet.positions(v_all, np.full(n, k))
+        lon, lat = np.broadcast_to(lon, (n,)).tolist(), np.broadcast_to(lat, (n,)).tolist()
+        ts = t0 + k * 1.0
+        for v in range(min(n, n_fixes - done)):
+            p = part[v]
+            first_key.setdefault(p, keys[v])
+            pending[p].append(orjson.dumps({"vehicle_id": ids[v], "class": CLASSES[v % len(CLASSES)], "ts": ts,
+                                            "lat": round(lat[v], 7), "lon": round(lon[v], 7), "speed_kmh": 30.0,
+                                            "source": "mqtt"}))
+            if len(pending[p]) >= batch:
+                out.append((p, first_key.pop(p), b"[" + b",".join(pending[p]) + b"]"))
+                pending[p] = []
+        done += min(n, n_fixes - done)
+    for p, vals in pending.items():
+        if vals:
+            out.append((p, first_key.pop(p), b"[" + b",".join(vals) + b"]"))
+    return out
+
+
+async def produce(bootstrap: str, topic: str, recs: list[tuple[int, bytes, bytes]]) -> None:
+    prod = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=5, max_request_size=8 * 2**20,
+                            max_batch_size=2 * 2**20)
+    await prod.start()
+    try:
+        futs = [await prod.send(topic, value, key=key, partition=p) for p, key, value in recs]
+        await asyncio.gather(*futs)
+    finally:
+        await prod.stop()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="200,000 fixes, 20,000 vehicles, 2,000 zones")
+    ap.add_argument("--fixes", type=int)
+    ap.add_argument("--vehicles", type=int)
+    ap.add_argument("--zones", type=int)
+    ap.add_argument("--batch", type=int, default=500, help="fixes per Kafka record (bridge.batch_max_fixes)")
+    ap.add_argument("--step", type=float, default=0.01, help="cells per fix: the fraction of fixes entering a zone")
+    ap.add_argument("--profile", type=Path, help="record the worker with py-spy into this folder")
+    ap.add_argument("--workdir", type=Path)
+    a = ap.parse_args()
+    fixes = a.fixes or (200_000 if a.quick else 1_000_000)
+    vehicles = a.vehicles or (20_000 if a.quick else 100_000)
+    zones = a.zones or (2_000 if a.quick else 10_000)
+    workdir = a.workdir or Path(tempfile.mkdtemp(prefix="cw-bench-engine-"))
+    grid = Grid(zones)
+    fleet = Fleet(grid, vehicles, step=a.step)
+    zone_dir = grid.write(workdir / "zones")
+    with Stack(workdir).start_brokers() as stack:
+        assert stack.kafka is not None
+        web = free_port()
+        env = stack.env(CITYWATCH_ZONES__DIR=str(zone_dir), CITYWATCH_WEB__PORT=str(web),
+                        CITYWATCH_WORKER__DATA_DIR=str(workdir / "worker"))
+        settings = Settings().replace(kafka={"bootstrap": stack.kafka.address})
+        ensure_topics(settings)
+        t = time.monotonic()
+        recs = records(fleet, fixes, a.batch, settings.kafka.partitions, time.time() - 3600)
+        asyncio.run(produce(stack.kafka.address, settings.kafka.topics.fixes, recs))
+        print(f"{fixes:,} fixes of {vehicles:,} vehicles in {len(recs):,} records on Kafka "
+              f"({time.monotonic() - t:.1f} s); {zones:,} zones")
+        worker = stack.spawn("worker", ["-m", "engine", "worker"], env, metrics_port=web)
+        if not stack.wait_metric(worker, CHECKED, lambda v: v > 0, 120):
+            print("worker did not start checking fixes")
+            return 1
+        cpu = CpuMeter({"worker": worker.pid, "tansu": stack.pids()["tansu"]}).start()
+        prof = _profile.record(worker.pid, a.profile / "engine.raw", 30) if a.profile else None
+        samples: list[tuple[float, float]] = []
+
+        def sample() -> bool:
+            v = worker.metrics().get(CHECKED, 0.0)
+            samples.append((time.monotonic(), v))
+            return v >= fixes * 0.999
+
+        wait_until(sample, 600, 0.25)
+        cpu.stop()
+        if prof is not None:
+            prof.wait()
+        done = [s for s in samples if s[1] > 0]
+        t_a, c_a = done[0]
+        t_b, c_b = done[-1]
+        rate = (c_b - c_a) / (t_b - t_a) if t_b > t_a else float("nan")
+        print(f"worker checked {c_b:,.0f} fixes; {rate:,.0f} fixes/s over {t_b - t_a:.1f} s")
+        print(f"CPU: {cpu.summary()}")
+        m = worker.metrics()
+        print(f"alerts: {m.get('citywatch_alerts_total', 0):,.0f}, "
+              f"checkpointed states: {m.get('citywatch_states_checkpointed_total', 0):,.0f}")
+        if prof is not None and a.profile:
+            print(_profile.summarize(a.profile / "engine.raw"))
+        print(f"engine_fixes_per_s={rate:.0f} engine_fixes={c_b:.0f} engine_vehicles={vehicles} engine_zones={zones}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -136,7 +136,7 @@ class ZoneChecker:
         near = g.involved(r)
         involved = zones.keys() | {view.zones[z].id for z in near} if near else zones.keys()
         new_state = {"ts": f.ts, "lat": f.lat, "lon": f.lon, "x": float(x), "y": float(y), "class": f.vclass,
-                     "speed": None if a.speed is None else round(a.speed, 2), "zones": zones}
+                     "speed": None if a.speed is None else round(a.speed, 2), "zones": zones or NO_ZONES}
         if not involved:
             return new_state
         when = datetime.fromtimestamp(f.ts, self.tz)
@@ -164,6 +164,7 @@ class ZoneChecker:
         prev = (st["lat"], st["lon"]) if st and a.prev_ts is not None else None
         for ev, zone in events:
             result.alerts.append(zone_alert(ev, zone, f, a.speed, now, self.tz, prev=prev))
+        new_state["zones"] = zones or NO_ZONES
         return new_state
 
     def _late(self, f: Fix, r: int, g: BatchGeometry, view: IndexView, margin: float, group_s: float, now: float,
@@ -182,6 +183,11 @@ class ZoneChecker:
             ev = ZoneEvent(kind, zone.id, aid, aid, zone.severity, {})
             seen[aid] = {**zone_alert(ev, zone, f, f.speed_kmh, now, self.tz, late=True), "late_fixes": 1,
                          "last_late_at": to_iso(f.ts, self.tz)}
+
+
+# Most vehicles are near no zone: their states share one empty dict (never mutated: the checker copies a
+# state's zones before changing them) instead of 64 bytes each.
+NO_ZONES: dict[str, dict] = {}
 
 
 def _zone(view: IndexView, zone_id: str) -> Zone | None:

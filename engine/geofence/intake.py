@@ -51,7 +51,7 @@ def order(fixes: list[Fix], states: Mapping[str, dict | None], positions: Sequen
           filt: FilterSettings, result: _Rejections) -> tuple[list[Fix], list[Fix], dict[str, list[int]]]:
     """Stateless filters, then per vehicle (time order): live, late, duplicates rejected.
 
-    Also the newest log position seen per vehicle (kept as ``pos`` in its state).
+    Also the newest log position seen per vehicle (kept as ``pos`` in its state: one int, see :func:`log_position`).
     """
     by_vehicle: dict[str, list[tuple[Fix, list[int] | None]]] = defaultdict(list)
     for i, f in enumerate(fixes):
@@ -59,7 +59,7 @@ def order(fixes: list[Fix], states: Mapping[str, dict | None], positions: Sequen
         if problem:
             result.rejections.append(reject(f, *problem))
         else:
-            by_vehicle[f.vehicle_id].append((f, list(positions[i]) if positions is not None else None))
+            by_vehicle[f.vehicle_id].append((f, log_position(*positions[i]) if positions is not None else None))
     live: list[Fix] = []
     late: list[Fix] = []
     newest: dict[str, list[int]] = {}
@@ -67,7 +67,7 @@ def order(fixes: list[Fix], states: Mapping[str, dict | None], positions: Sequen
         fl.sort(key=lambda fp: fp[0].ts)
         st = states.get(vid)
         last = st["ts"] if st else None
-        done = st.get("pos") if st else None
+        done = stored_position(st.get("pos")) if st else None
         seen: set[float] = {s[0] for s in st.get("sus", ())} if st else set()
         for f, pos in fl:
             replay = pos is not None and done is not None and pos <= done
@@ -149,11 +149,12 @@ def finish(suspects: dict[str, list], newest: dict[str, list[int]], states: Mapp
     for vid in suspects.keys() | newest.keys():
         old = states.get(vid)
         sus, pos = suspects.get(vid), newest.get(vid)
-        if old and old.get("pos") and (pos is None or old["pos"] > pos):
-            pos = old["pos"]
+        old_pos = stored_position(old.get("pos")) if old else None
+        if old_pos is not None and (pos is None or old_pos > pos):
+            pos = old_pos
         new = result.states.get(vid)   # this batch's own new state: updated in place
         if new is None:
-            if old is None or (old.get("sus") == (sus or None) and old.get("pos") == pos):
+            if old is None or (old.get("sus") == (sus or None) and old_pos == pos):
                 continue
             new = result.states[vid] = dict(old)
         if sus:
@@ -162,6 +163,24 @@ def finish(suspects: dict[str, list], newest: dict[str, list[int]], states: Mapp
             new.pop("sus", None)
         if pos is not None:
             new["pos"] = pos
+
+
+def log_position(offset: int, index: int) -> int:
+    """A fix's place in the log as one int (Kafka offset, index in its record), ordered like the pair.
+
+    One int instead of a two-item list saves ~100 bytes per tracked vehicle.
+
+    >>> log_position(7, 3) > log_position(6, 999) > log_position(6, 998)
+    True
+    """
+    return offset << 20 | index
+
+
+def stored_position(pos: Any) -> int | None:
+    """``pos`` of a stored state; states written before it was one int hold ``[offset, index]``."""
+    if pos is None or isinstance(pos, int):
+        return pos
+    return log_position(*pos)
 
 
 def reject(f: Fix, reason: str, detail: str, **extra: Any) -> Rejection:

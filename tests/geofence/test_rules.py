@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from engine.geofence.index import ZoneIndex
+from engine.geofence.intake import log_position
 from engine.settings import Settings
 from tests.geofence.plane import CRS, Run, circle, fix, load, rect, road
 
@@ -50,7 +51,7 @@ def test_ids_are_stable_whatever_the_batching(ban):
     for f, pos in zip(track, offsets):
         each.feed(f, positions=[pos])
     assert [a["alert_id"] for a in one.alerts] == [a["alert_id"] for a in each.alerts]
-    assert each.states["h"]["pos"] == [100 + len(track) - 1, 0]
+    assert each.states["h"]["pos"] == log_position(100 + len(track) - 1, 0)
     replay = Run(ban)
     replay.states = dict(each.states)
     replay.feed(*track, positions=offsets)   # a rebalance replays the log on restored state: nothing new

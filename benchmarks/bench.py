@@ -3,7 +3,8 @@
 1. the zone-index micro suite (``bench_zone_index.py``): 100 / 1,000 / 20,000
    zones, simple and 500-vertex polygons, point and segment tests, against a
    per-fix loop and rtree;
-2. the end-to-end run on the embedded stack (``bench_end_to_end.py``):
+2. the worker alone on partition batches already in Kafka (``bench_engine.py``);
+3. the end-to-end run on the embedded stack (``bench_end_to_end.py``):
    latency at a fixed offered rate, sustained throughput with 100-fix arrays
    and with single-fix messages, worker memory per vehicle, and the naive
    per-fix baseline (``naive_worker.py``) on the same workload.
@@ -31,6 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_end_to_end as e2e  # noqa: E402
+import bench_engine as engine  # noqa: E402
 import bench_zone_index as micro  # noqa: E402
 
 REQUIRED = ("fixes_per_s", "fixes_per_s_single", "p50_latency_s", "p99_latency_s", "vs_naive", "bytes_per_vehicle")
@@ -39,7 +41,9 @@ REQUIRED = ("fixes_per_s", "fixes_per_s_single", "p50_latency_s", "p99_latency_s
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     e2e.add_arguments(ap)
+    engine.add_arguments(ap)
     ap.add_argument("--skip-micro", action="store_true", help="skip the zone-index micro suite")
+    ap.add_argument("--skip-engine", action="store_true", help="skip the engine-alone run")
     ap.add_argument("--micro-zones", help="zone counts of the micro suite (default 100,1000,20000; quick 100,1000)")
     ap.add_argument("--micro-shapes", default="simple,500", help="shapes of the micro suite")
     args = e2e.finish_args(ap.parse_args())
@@ -57,6 +61,13 @@ def main() -> int:
             traceback.print_exc()
             failed, micro_fig = True, {}
         print(f"(micro suite {time.monotonic() - t0:.0f} s)")
+    if not args.skip_engine:
+        print("\n=== engine alone (partition batches already in Kafka) ===")
+        try:
+            fig.update(engine.run(args))
+        except Exception:  # noqa: BLE001 - report and go on with the end-to-end run
+            traceback.print_exc()
+            failed = True
     print("\n=== end to end ===")
     try:
         fig.update(e2e.run(args))

@@ -15,6 +15,7 @@ Prints the figures, the worker's CPU, and a ``key=value`` line
 No assertions on timing.
 
     .venv/bin/python benchmarks/bench_engine.py              # 1,000,000 fixes, 100,000 vehicles, 10,000 zones
+    .venv/bin/python benchmarks/bench_engine.py --quick --profile /tmp/cw-prof
     .venv/bin/python benchmarks/bench_engine.py --quick
 """
 
@@ -87,23 +88,22 @@ async def produce(bootstrap: str, topic: str, recs: list[tuple[int, bytes, bytes
         await prod.stop()
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="200,000 fixes, 20,000 vehicles, 2,000 zones")
-    ap.add_argument("--fixes", type=int)
-    ap.add_argument("--vehicles", type=int)
-    ap.add_argument("--zones", type=int)
-    ap.add_argument("--batch", type=int, default=500, help="fixes per Kafka record (bridge.batch_max_fixes)")
-    ap.add_argument("--step", type=float, default=0.01, help="cells per fix: the fraction of fixes entering a zone")
-    ap.add_argument("--profile", type=Path, help="record the worker with py-spy into this folder")
-    ap.add_argument("--workdir", type=Path)
-    a = ap.parse_args()
-    fixes = a.fixes or (200_000 if a.quick else 1_000_000)
-    vehicles = a.vehicles or (20_000 if a.quick else 100_000)
-    zones = a.zones or (2_000 if a.quick else 10_000)
-    workdir = a.workdir or Path(tempfile.mkdtemp(prefix="cw-bench-engine-"))
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--engine-fixes", type=int, help="fixes on Kafka (default 1,000,000; quick 200,000)")
+    ap.add_argument("--engine-vehicles", type=int, help="vehicles (default 100,000; quick 20,000)")
+    ap.add_argument("--engine-zones", type=int, help="zones (default 10,000; quick 2,000)")
+    ap.add_argument("--engine-batch", type=int, default=500, help="fixes per Kafka record (bridge.batch_max_fixes)")
+    ap.add_argument("--engine-step", type=float, default=0.01, help="cells per fix: the fraction entering a zone")
+
+
+def run(a: argparse.Namespace, profile: Path | None = None) -> dict[str, float]:
+    """Put the backlog on Kafka, start one worker, measure; returns ``engine_fixes_per_s`` and friends."""
+    fixes = a.engine_fixes or (200_000 if a.quick else 1_000_000)
+    vehicles = a.engine_vehicles or (20_000 if a.quick else 100_000)
+    zones = a.engine_zones or (2_000 if a.quick else 10_000)
+    workdir = Path(tempfile.mkdtemp(prefix="cw-bench-engine-"))
     grid = Grid(zones)
-    fleet = Fleet(grid, vehicles, step=a.step)
+    fleet = Fleet(grid, vehicles, step=a.engine_step)
     zone_dir = grid.write(workdir / "zones")
     with Stack(workdir).start_brokers() as stack:
         assert stack.kafka is not None
@@ -113,16 +113,15 @@ def main() -> int:
         settings = Settings().replace(kafka={"bootstrap": stack.kafka.address})
         ensure_topics(settings)
         t = time.monotonic()
-        recs = records(fleet, fixes, a.batch, settings.kafka.partitions, time.time() - 3600)
+        recs = records(fleet, fixes, a.engine_batch, settings.kafka.partitions, time.time() - 3600)
         asyncio.run(produce(stack.kafka.address, settings.kafka.topics.fixes, recs))
         print(f"{fixes:,} fixes of {vehicles:,} vehicles in {len(recs):,} records on Kafka "
               f"({time.monotonic() - t:.1f} s); {zones:,} zones")
         worker = stack.spawn("worker", ["-m", "engine", "worker"], env, metrics_port=web)
         if not stack.wait_metric(worker, CHECKED, lambda v: v > 0, 120):
-            print("worker did not start checking fixes")
-            return 1
+            raise RuntimeError("the worker did not start checking fixes")
         cpu = CpuMeter({"worker": worker.pid, "tansu": stack.pids()["tansu"]}).start()
-        prof = _profile.record(worker.pid, a.profile / "engine.raw", 30) if a.profile else None
+        prof = _profile.record(worker.pid, profile / "engine.raw", 30) if profile else None
         samples: list[tuple[float, float]] = []
 
         def sample() -> bool:
@@ -134,18 +133,25 @@ def main() -> int:
         cpu.stop()
         if prof is not None:
             prof.wait()
-        done = [s for s in samples if s[1] > 0]
-        t_a, c_a = done[0]
-        t_b, c_b = done[-1]
+        t_a, c_a = next(s for s in samples if s[1] > 0)
+        t_b, c_b = samples[-1]
         rate = (c_b - c_a) / (t_b - t_a) if t_b > t_a else float("nan")
-        print(f"worker checked {c_b:,.0f} fixes; {rate:,.0f} fixes/s over {t_b - t_a:.1f} s")
-        print(f"CPU: {cpu.summary()}")
         m = worker.metrics()
-        print(f"alerts: {m.get('citywatch_alerts_total', 0):,.0f}, "
-              f"checkpointed states: {m.get('citywatch_states_checkpointed_total', 0):,.0f}")
-        if prof is not None and a.profile:
-            print(_profile.summarize(a.profile / "engine.raw"))
-        print(f"engine_fixes_per_s={rate:.0f} engine_fixes={c_b:.0f} engine_vehicles={vehicles} engine_zones={zones}")
+        print(f"worker checked {c_b:,.0f} fixes: {rate:,.0f} fixes/s over {t_b - t_a:.1f} s "
+              f"(CPU: {cpu.summary()}); alerts {m.get('citywatch_alerts_total', 0):,.0f}, "
+              f"states checkpointed {m.get('citywatch_states_checkpointed_total', 0):,.0f}")
+        if prof is not None and profile:
+            print(_profile.summarize(profile / "engine.raw"))
+    return {"engine_fixes_per_s": rate, "engine_vehicles": vehicles, "engine_zones": zones}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="200,000 fixes, 20,000 vehicles, 2,000 zones")
+    ap.add_argument("--profile", type=Path, help="record the worker with py-spy into this folder")
+    add_arguments(ap)
+    fig = run(ap.parse_args())
+    print(" ".join(f"{k}={v:.0f}" for k, v in fig.items()))
     return 0
 
 

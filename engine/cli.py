@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from engine.errors import CitywatchError
+from engine.runtime import tune_gc
 from engine.settings import Settings, load_settings
 
 log = logging.getLogger("citywatch")
@@ -47,6 +48,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     ensure_topics(settings)
     seed_zones_if_empty(settings)
     app = create_app(settings)
+    tune_gc()
     worker = Worker(app, loglevel=settings.log.level, quiet=True, override_logging=False)
     worker.execute_from_commandline()
     return 0
@@ -68,6 +70,7 @@ def cmd_bridge(args: argparse.Namespace) -> int:
     from engine.telemetry.bridge import Bridge
 
     bridge = Bridge(_settings(args))
+    tune_gc()
     return _run_async(bridge.run)
 
 

@@ -38,6 +38,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from engine.alerts.kafka_sink import KafkaAlertSink
 from engine.clock import Clock
 from engine.geofence.checker import ZoneChecker
+from engine.geofence.intake import log_position
 from engine.geofence.live_states import LiveStates, is_durable
 from engine.geofence.offline import Progress, scan_offline
 from engine.metrics import WorkerMetrics
@@ -71,7 +72,7 @@ def register(app: faust.App, topics: Topics, settings: Settings, metrics: Worker
         w = settings.worker
         async for events in stream.take_events(w.batch_size, within=w.batch_window_s):
             fixes: list[Fix] = []
-            positions: list[tuple[int, int]] = []  # (offset, index in record): tells replays from late fixes
+            positions: list[int] = []  # log_position(offset, index in record): tells replays from late fixes
             newest: dict[int, float] = {}          # partition -> newest fix read from it (stream progress)
             partition_of: dict[str, int] = {}
             bad: list[Rejection] = []
@@ -87,7 +88,8 @@ def register(app: faust.App, topics: Topics, settings: Settings, metrics: Worker
                 if not decoded:
                     continue
                 fixes.extend(decoded)
-                positions.extend((m.offset, i) for i in range(len(decoded)))
+                base = log_position(m.offset, 0)
+                positions.extend(range(base, base + len(decoded)))
                 p = m.partition
                 newest[p] = max(newest.get(p, 0.0), max(f.ts for f in decoded))
                 for f in decoded:

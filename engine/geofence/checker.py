@@ -77,11 +77,12 @@ class ZoneChecker:
         return self._view.index
 
     def check(self, fixes: list[Fix], states: Mapping[str, dict | None],
-              positions: Sequence[tuple[int, int]] | None = None) -> BatchResult:
+              positions: Sequence[tuple[int, int] | int] | None = None) -> BatchResult:
         """Check a batch; ``states`` maps each vehicle to its stored state (or None).
 
         ``positions``, parallel to ``fixes``, is each fix's place in the log
-        (Kafka offset, index in the record): with it, an older fix that was
+        (Kafka offset, index in the record; as that pair or as one
+        ``intake.log_position``): with it, an older fix that was
         processed before (a replay after a rebalance) is told apart from a
         late one and dropped as a ``duplicate``.
         """

@@ -47,28 +47,34 @@ class Live:
     moved: float | None    # metres from the previous accepted fix
 
 
-def order(fixes: list[Fix], states: Mapping[str, dict | None], positions: Sequence[tuple[int, int]] | None,
+def order(fixes: list[Fix], states: Mapping[str, dict | None], positions: Sequence[tuple[int, int] | int] | None,
           filt: FilterSettings, result: _Rejections) -> tuple[list[Fix], list[Fix], dict[str, list[int]]]:
     """Stateless filters, then per vehicle (time order): live, late, duplicates rejected.
 
     Also the newest log position seen per vehicle (kept as ``pos`` in its state: one int, see :func:`log_position`).
     """
-    by_vehicle: dict[str, list[tuple[Fix, list[int] | None]]] = defaultdict(list)
+    by_vehicle: dict[str, list[tuple[Fix, int | None]]] = defaultdict(list)
+    max_accuracy = filt.max_accuracy_m if filt.max_accuracy_m > 0 else math.inf
     for i, f in enumerate(fixes):
-        problem = quality_problem(f, filt)
-        if problem:
-            result.rejections.append(reject(f, *problem))
-        else:
-            by_vehicle[f.vehicle_id].append((f, log_position(*positions[i]) if positions is not None else None))
+        # The filters' own test only for a fix that could fail one (most carry none of these fields).
+        if f.valid is False or f.status_flags is not None or (f.accuracy_m or 0.0) > max_accuracy:
+            problem = quality_problem(f, filt)
+            if problem:
+                result.rejections.append(reject(f, *problem))
+                continue
+        pos = None if positions is None else positions[i]
+        by_vehicle[f.vehicle_id].append((f, pos if pos is None or type(pos) is int else log_position(*pos)))
     live: list[Fix] = []
     late: list[Fix] = []
-    newest: dict[str, list[int]] = {}
+    newest: dict[str, int] = {}
     for vid, fl in by_vehicle.items():
-        fl.sort(key=lambda fp: fp[0].ts)
+        if len(fl) > 1:
+            fl.sort(key=_by_ts)
         st = states.get(vid)
         last = st["ts"] if st else None
         done = stored_position(st.get("pos")) if st else None
-        seen: set[float] = {s[0] for s in st.get("sus", ())} if st else set()
+        sus = st.get("sus") if st else None
+        seen: set[float] = {s[0] for s in sus} if sus else set()
         for f, pos in fl:
             replay = pos is not None and done is not None and pos <= done
             if f.ts in seen or f.ts == last or (replay and last is not None and f.ts < last):
@@ -82,6 +88,13 @@ def order(fixes: list[Fix], states: Mapping[str, dict | None], positions: Sequen
             if pos is not None and (vid not in newest or pos > newest[vid]):
                 newest[vid] = pos
     return live, late, newest
+
+_NO_SUSPECTS: list = []
+
+
+def _by_ts(fp: tuple[Fix, int | None]) -> float:
+    return fp[0].ts
+
 
 def jumps(live: list[Fix], states: Mapping[str, dict | None], x: np.ndarray, y: np.ndarray,
           px: np.ndarray, py: np.ndarray, filt: FilterSettings, result: _Rejections) -> tuple[list[Live], dict[str, list]]:
@@ -98,7 +111,8 @@ def jumps(live: list[Fix], states: Mapping[str, dict | None], x: np.ndarray, y: 
         if vid not in suspects:  # the vehicle's first live fix in this batch
             st = states.get(vid)
             anchor = (st["ts"], st["x"], st["y"]) if st else None
-            suspects[vid] = list(st.get("sus", [])) if st else []
+            sus = st.get("sus") if st else None
+            suspects[vid] = list(sus) if sus else _NO_SUSPECTS   # replaced, never appended to
         here_x, here_y = xs[row], ys[row]
         moved = math.hypot(here_x - anchor[1], here_y - anchor[2]) if anchor else None
         if moved is not None and not suspects[vid] and f.ts > anchor[0] and \

@@ -23,7 +23,9 @@ from engine.geofence import zone_sync
 from engine.geofence.checker import ZoneChecker
 from engine.kafka.tansu import TansuTransport
 from engine.metrics import WorkerMetrics
+from engine.onemap import agents as onemap_agents
 from engine.settings import KafkaSettings, Settings
+from engine.tasks import wiring as citizen_tasks
 from engine.telemetry import agents as telemetry_agents
 from engine.topics import declare_topics
 from engine.vetting import agents as vetting_agents
@@ -76,6 +78,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
     telemetry_agents.register(app, topics.fixes_rejected, metrics)
     mqtt_sink.register(app, topics.alerts, settings, metrics)
     vetting_agents.register(app, settings, metrics, clock, topics)
+    citizen_tasks.register(app, settings, metrics, clock, topics)
+    onemap_agents.register(app, settings, metrics, clock)
     app.citywatch = dict(settings=settings, metrics=metrics, registry=registry, topics=topics,  # type: ignore[attr-defined]
                          tracks=tracks, checker=checker, clock=clock)
     return app

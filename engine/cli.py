@@ -85,6 +85,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return int(sim_main(argv) or 0)
 
 
+def cmd_simulate_reports(args: argparse.Namespace) -> int:
+    from simulators.reports import main as reports_main
+
+    return reports_main([*(["--url", args.url] if args.url else [])], settings=_settings(args))
+
+
 def cmd_zones(args: argparse.Namespace) -> int:
     from engine import zones_cli
 
@@ -121,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("worker", cmd_worker, "run one Faust worker against the configured brokers")
     add("bridge", cmd_bridge, "run the MQTT-to-Kafka bridge alone")
     add("simulate", cmd_simulate, "run the fleet simulator against the configured MQTT broker")
+    sr = add("simulate-reports", cmd_simulate_reports,
+             "citizens reporting hazards and departments answering them (some late) against a running worker")
+    sr.add_argument("--url", default=None, help="the worker's web server (default: web.host:web.port)")
     zones = add("zones", cmd_zones, "manage the zones every worker holds (compacted Kafka topic)")
     zsub = zones.add_subparsers(dest="action", required=True)
     zl = zsub.add_parser("load", help="validate zone files and publish them; a bad file changes nothing")

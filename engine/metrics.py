@@ -44,6 +44,12 @@ class WorkerMetrics:
         self.alert_delivery_failures = Counter(
             "citywatch_alert_delivery_failures_total", "Failed attempts to deliver an alert", ["channel"],
             registry=registry)
+        self.alert_delivery_backlog = Gauge(
+            "citywatch_alert_delivery_backlog", "Alerts on this worker's Kafka alerts partitions not yet delivered",
+            ["channel"], registry=registry)
+        self.alert_delivery_lag = Gauge(
+            "citywatch_alert_delivery_lag_seconds", "Age of the oldest alert read from Kafka and not yet delivered "
+            "(0 when caught up)", ["channel"], registry=registry)
         self.batch_size = Histogram(
             "citywatch_batch_fixes", "Fixes per processed batch",
             buckets=(1, 10, 50, 100, 250, 500, 1000, 5000), registry=registry)
@@ -55,6 +61,10 @@ class WorkerMetrics:
             "at a checkpoint (not at once)", registry=registry)
         self.vehicles_in_memory = Gauge(
             "citywatch_vehicles_in_memory", "Vehicle states this worker holds for its partitions", registry=registry)
+        # HTTP APIs (engine.web): requests refused before an API acted on them
+        self.http_refused = Counter(
+            "citywatch_http_refused_total", "HTTP requests refused by API-key checks or body limits, by reason",
+            ["reason"], registry=registry)
         # Driver vetting (engine.vetting)
         self.vetting_decisions = Counter(
             "citywatch_vetting_decisions_total", "Vetting decisions made, by outcome", ["outcome"],
@@ -71,6 +81,45 @@ class WorkerMetrics:
         self.vetting_drivers_flagged = Counter(
             "citywatch_vetting_drivers_flagged_total", "Licensed drivers flagged by a new record, by rule and action",
             ["rule", "action"], registry=registry)
+        # Citizen reports and tasks (engine.reports, engine.tasks)
+        self.reports = Counter(
+            "citywatch_reports_total", "Reports taken by the duplicate check, by outcome (new task or duplicate)",
+            ["outcome"], registry=registry)
+        self.reports_rejected = Counter(
+            "citywatch_reports_rejected_total", "Reports refused at intake (HTTP and MQTT), by reason", ["reason"],
+            registry=registry)
+        self.tasks_open = Gauge(
+            "citywatch_tasks_open", "Open tasks of the partitions this worker owns, by level and state",
+            ["level", "state"], registry=registry)
+        self.tasks_escalated = Counter(
+            "citywatch_tasks_escalated_total", "Tasks escalated, by the level they went to", ["level"],
+            registry=registry)
+        self.task_close_seconds = Histogram(
+            "citywatch_task_close_seconds", "First report to the task closed (or rejected)",
+            buckets=(10, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86400, 2 * 86400, 5 * 86400, 10 * 86400, 30 * 86400),
+            registry=registry)
+        self.task_events = Counter(
+            "citywatch_task_events_total", "Department and supervisor events, by action and outcome (applied, or "
+            "why not)", ["action", "outcome"], registry=registry)
+        # The one-map page (engine.onemap)
+        self.onemap_clients = Gauge(
+            "citywatch_onemap_clients", "Browsers connected to this worker's one-map stream", registry=registry)
+        self.onemap_messages = Counter(
+            "citywatch_onemap_messages_total", "Server-sent events written to browsers, by type", ["type"],
+            registry=registry)
+        self.onemap_bytes = Counter(
+            "citywatch_onemap_bytes_total", "Bytes of server-sent events written to browsers", registry=registry)
+        self.onemap_client_resyncs = Counter(
+            "citywatch_onemap_client_resyncs_total", "Browsers that fell behind by onemap.client_queue deltas and "
+            "were sent a snapshot instead", registry=registry)
+        self.onemap_vehicles = Gauge(
+            "citywatch_onemap_vehicles", "Vehicles on this worker's one-map (all partitions)", registry=registry)
+        self.onemap_tick_seconds = Histogram(
+            "citywatch_onemap_tick_seconds", "CPU time to build and queue one delta",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25), registry=registry)
+        self.onemap_records_skipped = Counter(
+            "citywatch_onemap_records_skipped_total", "Records the one-map could not use, by topic and reason",
+            ["topic", "reason"], registry=registry)
 
 
 class BridgeMetrics:
@@ -94,4 +143,14 @@ class BridgeMetrics:
             "citywatch_bridge_in_flight", "MQTT messages received but not yet acknowledged", registry=registry)
         self.mqtt_connected = Gauge(
             "citywatch_bridge_mqtt_connected", "1 while the bridge is connected to the MQTT broker",
+            registry=registry)
+        self.kafka_up = Gauge(
+            "citywatch_bridge_kafka_up", "0 while Kafka does not take the bridge's records (it holds them back)",
+            registry=registry)
+        self.backpressure = Counter(
+            "citywatch_bridge_backpressure_total", "Times the bridge held bridge.max_in_flight messages and stopped "
+            "reading from the MQTT broker", registry=registry)
+        self.broker_dropped = Gauge(
+            "citywatch_bridge_broker_dropped_messages", "Messages the MQTT broker dropped since it started, as its "
+            "$SYS/broker/publish/messages/dropped reports (mosquitto: a subscriber's queue was full)",
             registry=registry)

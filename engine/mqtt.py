@@ -15,11 +15,17 @@ log = logging.getLogger(__name__)
 
 def make_client(cfg: MqttSettings, client_id: str, *, clean_session: bool = True,
                 manual_ack: bool = False) -> mqtt.Client:
-    """A client for ``cfg``'s broker; call ``connect_async`` + ``loop_start`` (see :func:`start`)."""
+    """A client for ``cfg``'s broker; call ``connect_async`` + ``loop_start`` (see :func:`start`).
+
+    Logs in with ``mqtt.username``/``password`` when a username is set, and speaks TLS, verifying
+    the broker against ``mqtt.tls_ca_file``, when that is set.
+    """
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311,
                          clean_session=clean_session, manual_ack=manual_ack)
     if cfg.username:
         client.username_pw_set(cfg.username, cfg.password or None)
+    if cfg.tls_ca_file:
+        client.tls_set(ca_certs=cfg.tls_ca_file)
     client.reconnect_delay_set(min_delay=1, max_delay=10)
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)

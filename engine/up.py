@@ -69,6 +69,8 @@ def format_alert(a: dict[str, Any]) -> str:
     when = ts[11:19] + (ts[-6:] if ts[-6:-5] in "+-" else "")
     sev = str(a.get("severity", ""))
     kind = str(a.get("kind", ""))
+    if kind.startswith("task."):
+        return f"{SEVERITY_MARK.get(sev, '  ')} {when} {sev.upper():8} {kind:14} {task_line(a)}"
     who = f"{a.get('vehicle_id', a.get('subject', '?'))} ({a.get('class', '?')})"
     where = f"{a.get('zone_name', '')} [{a.get('zone_id', '')}]" if a.get("zone_id") else ""
     verb = {"zone.enter": "entered", "zone.exit": "left", "zone.cross": "crossed", "zone.approach": "is approaching",
@@ -81,9 +83,28 @@ def format_alert(a: dict[str, Any]) -> str:
     return f"{SEVERITY_MARK.get(sev, '  ')} {when} {sev.upper():8} {kind:14} {who} {verb} {where}{extra}{pos}"
 
 
+def task_line(a: dict[str, Any]) -> str:
+    """The rest of a console line for a citizen task's alert (engine.tasks.alerts)."""
+    task = f"task {a.get('service_request_id', a.get('subject', '?'))} ({a.get('service_code', '?')})"
+    where = f"{a.get('level', '?')} {a.get('grid_name') or ''} [{a.get('grid_code') or '-'}]"
+    stage = "accepted" if a.get("stage") == "accept" else "resolved"
+    if a.get("kind") == "task.escalated":
+        said = (f"escalated {a.get('from_level', '?')} -> {where}: not {stage} by "
+                f"{a.get('agency_responsible', '?')}, {a.get('overdue_s', 0):.0f} s late")
+    elif a.get("kind") == "task.deadline_warning":
+        said = (f"{float(a.get('fraction', 0)):.0%} of the time to be {stage} gone ({a.get('agency_responsible', '?')},"
+                f" {where}, {a.get('remaining_s', 0):.0f} s left)")
+    elif a.get("kind") == "task.overdue":
+        said = f"overdue at the {where}: not {stage} by {a.get('agency_responsible', '?')}"
+    else:
+        said = str(a.get("kind"))
+    pos = f" at {a['lat']:.5f},{a['lon']:.5f}" if isinstance(a.get("lat"), (int, float)) else ""
+    return f"{task} {said}{pos}"
+
+
 def watch_alerts(settings: Settings) -> Any:
     """Subscribe to ``alerts_topic/#`` and print each alert as a line."""
-    client = mqttc.make_client(settings.mqtt, f"citywatch-up-console-{os.getpid()}")
+    client = mqttc.make_client(as_service(settings, "console").mqtt, f"citywatch-up-console-{os.getpid()}")
     mqttc.subscribe_on_connect(client, [(f"{settings.mqtt.alerts_topic}/#", 1)])
 
     def on_message(client, userdata, msg) -> None:  # type: ignore[no-untyped-def]
@@ -97,9 +118,22 @@ def watch_alerts(settings: Settings) -> Any:
     return client
 
 
+def as_service(settings: Settings, service: str) -> Settings:
+    """``settings`` logged in to MQTT as the internal account ``mqtt.auth.services.<service>``."""
+    username, password = getattr(settings.mqtt.auth.services, service).login(service)
+    return settings.replace(mqtt={"username": username, "password": password})
+
+
+def service_env(env: dict[str, str], settings: Settings, service: str) -> dict[str, str]:
+    """``env`` for a child that logs in to MQTT as ``mqtt.auth.services.<service>`` (never on a command line)."""
+    username, password = getattr(settings.mqtt.auth.services, service).login(service)
+    return {**env, "CITYWATCH_MQTT__USERNAME": username, "CITYWATCH_MQTT__PASSWORD": password}
+
+
 def _child_env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     env["CITYWATCH_ZONES__DIR"] = str(Path(settings.zones.dir).resolve())
+    env["CITYWATCH_REPORTS__GRID_DIR"] = str(Path(settings.reports.grid_dir).resolve())
     env["CITYWATCH_KAFKA__BOOTSTRAP"] = settings.kafka.bootstrap
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
                                                        env.get("PYTHONPATH", "")]))
@@ -107,7 +141,7 @@ def _child_env(settings: Settings) -> dict[str, str]:
 
 
 def run_up(settings: Settings, *, config_path: str | None, simulator: bool = True) -> int:
-    records_from_path(settings.zones.dir, tz=settings.city.tz, loaded_at="")  # a bad zone file stops us before anything starts
+    records_from_path(settings.zones.dir, tz=settings.city.tz, loaded_at="", limits=settings.zones)  # a bad zone file stops us before anything starts
     data = Path(settings.up.data_dir)
     logs = data / "logs"
     stop = threading.Event()
@@ -123,17 +157,22 @@ def run_up(settings: Settings, *, config_path: str | None, simulator: bool = Tru
         brokers.append(kafka)
         if kafka.proc is not None:  # a fresh memory broker: stale local table data would conflict
             shutil.rmtree(settings.worker.data_dir, ignore_errors=True)
-        mqtt = ensure_mqtt(settings.mqtt.host, settings.mqtt.port, workdir=data / "mqtt")
+        mqtt = ensure_mqtt(settings.mqtt.host, settings.mqtt.port, workdir=data / "mqtt", settings=settings)
         brokers.append(mqtt)
         ensure_topics(settings)
         loaded, removed = load_zones(settings, settings.zones.dir, replace=True)
         log.info("zones: %d loaded from %s (%d others removed)", loaded, settings.zones.dir, removed)
         conf = ["--config", config_path] if config_path else []
         env = _child_env(settings)
-        children.append(spawn_child("worker", ["worker", *conf], log_dir=logs, env=env))
-        children.append(spawn_child("bridge", ["bridge", *conf], log_dir=logs, env=env))
+        if simulator:  # demo SLAs of seconds, so escalations show within a minute (reports.simulator.sla_scale)
+            env["CITYWATCH_TASKS__SLA_SCALE"] = str(settings.reports.simulator.sla_scale)
+        children.append(spawn_child("worker", ["worker", *conf], log_dir=logs, env=service_env(env, settings, "worker")))
+        children.append(spawn_child("bridge", ["bridge", *conf], log_dir=logs, env=service_env(env, settings, "bridge")))
         if simulator:
-            children.append(spawn_child("simulator", ["simulate", *conf], log_dir=logs, env=env))
+            children.append(spawn_child("simulator", ["simulate", *conf], log_dir=logs,
+                                        env=service_env(env, settings, "simulator")))
+            children.append(spawn_child("reports", ["simulate-reports", *conf], log_dir=logs,
+                                        env=service_env(env, settings, "simulator")))
         console = watch_alerts(settings)
         _banner(settings, kafka, mqtt, children, logs)
         while not stop.wait(0.5):
@@ -157,6 +196,30 @@ def run_up(settings: Settings, *, config_path: str | None, simulator: bool = Tru
     return code
 
 
+def _access_lines(settings: Settings, mqtt: SpawnedBroker) -> list[str]:
+    """What the banner says about MQTT access control (account names only, never a password)."""
+    m = settings.mqtt
+    if mqtt.proc is None or not m.auth.enabled:
+        return []
+    gateways = ", ".join(f"{name} -> {m.gateway_prefix(name)}/<vehicle_id>" for name in m.auth.gateways) or "none"
+    return [f"            login required (mqtt.auth): gateways {gateways}; teams {', '.join(m.auth.teams) or 'none'}"
+            f" read alerts only" + ("; TLS" if m.tls_cert_file else "")]
+
+
+def _onemap_lines(settings: Settings) -> list[str]:
+    """Where the one-map is and the key it needs (key names only, never a key)."""
+    w = settings.web
+    if not settings.onemap.enabled:
+        return []
+    if not w.require_api_keys:
+        need = "open to every caller (web.require_api_keys: false)"
+    else:
+        names = sorted(n for n, k in w.api_keys.items() if k.role == "operator")
+        need = (f"needs an operator API key (web.api_keys: {', '.join(names)}; enter it in the page's form)" if names
+                else "needs an operator API key: none in web.api_keys, add one with role operator")
+    return [f"  Map       http://{w.host}:{w.port}/ (live one-map) {need}"]
+
+
 def _banner(settings: Settings, kafka: SpawnedBroker, mqtt: SpawnedBroker, children: list[Child], logs: Path) -> None:
     def origin(b: SpawnedBroker, what: str) -> str:
         return f"{what} (spawned, pid {b.proc.pid})" if b.proc else "already running there (reused)"
@@ -166,12 +229,16 @@ def _banner(settings: Settings, kafka: SpawnedBroker, mqtt: SpawnedBroker, child
         f"  MQTT      {mqtt.address}  {origin(mqtt, 'mosquitto/amqtt')}",
         f"            gateways publish to {settings.mqtt.fixes_topic}/<vehicle_id>;"
         f" alerts on {settings.mqtt.alerts_topic}/#",
+        *_access_lines(settings, mqtt),
         f"  Kafka     {settings.kafka.bootstrap}  {origin(kafka, 'tansu')}",
         f"            topics {settings.kafka.topics.fixes}, {settings.kafka.topics.fixes_rejected},"
         f" {settings.kafka.topics.alerts}",
         f"  HTTP      http://{settings.web.host}:{settings.web.port}/metrics (worker),"
         f" http://{settings.web.host}:{settings.bridge.metrics_port}/metrics (bridge)",
+        *_onemap_lines(settings),
         f"  Zones     {Path(settings.zones.dir).resolve()}",
+        f"  Reports   http://{settings.web.host}:{settings.web.port}/open311/v2/services.json (Open311),"
+        f" MQTT {settings.reports.mqtt_topic}; tasks on Kafka {settings.tasks.topics.tasks}",
         f"  Processes {', '.join(f'{c.name} (pid {c.proc.pid})' for c in children)}; logs in {logs}/",
         "Alerts appear below as they happen. Ctrl-C stops everything.",
     ]

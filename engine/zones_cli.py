@@ -64,7 +64,7 @@ async def write_zone_records(settings: Settings, records: dict[str, bytes | None
 def load_zones(settings: Settings, path: str, *, replace: bool = False, clock: Clock | None = None) -> tuple[int, int]:
     """Validate ``path`` and publish its zones; with ``replace``, remove zones not in it. Returns (loaded, removed)."""
     clock = clock or SystemClock()
-    records: dict[str, bytes | None] = dict(records_from_path(path, tz=settings.city.tz,
+    records: dict[str, bytes | None] = dict(records_from_path(path, tz=settings.city.tz, limits=settings.zones,
                                                                loaded_at=to_iso(clock.now(), ZoneInfo(settings.city.tz))))
     ensure_topics(settings)
     removed = 0

@@ -17,6 +17,19 @@ if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
   fi
 fi
 
+# Headless Chromium, its driver and a CJK font (plates in screenshots) for the one-map browser tests (tests/onemap);
+# without chromium those tests skip.
+if ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing chromium and chromium-driver (Debian packages, for the browser tests)"
+    SUDO=""; [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && SUDO="sudo"
+    { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver fonts-wqy-microhei \
+        >/dev/null; } || echo "setup: chromium could not be installed; the one-map browser tests will be skipped"
+  else
+    echo "setup: no apt-get here; the one-map browser tests will be skipped (no chromium)"
+  fi
+fi
+
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv"

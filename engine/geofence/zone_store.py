@@ -19,6 +19,7 @@ import orjson
 from engine.errors import ZoneFileError
 from engine.geofence.index import ZoneIndex
 from engine.geofence.zones import Zone, load_zone_dir, parse_feature_collection
+from engine.settings import ZonesSettings
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +29,14 @@ def zone_files(path: str | Path) -> list[Path]:
     return sorted(p.glob("*.geojson")) if p.is_dir() else [p]
 
 
-def records_from_path(path: str | Path, *, tz: str, loaded_at: str) -> dict[str, bytes]:
+def records_from_path(path: str | Path, *, tz: str, loaded_at: str,
+                      limits: ZonesSettings | None = None) -> dict[str, bytes]:
     """Validate every zone file under ``path`` (all-or-nothing) and return ``zone_id -> record``.
 
-    Raises :class:`ZoneFileError` naming the file, feature and field of the first problem.
+    Raises :class:`ZoneFileError` naming the file, feature and field of the first problem
+    (or the size limit, ``zones.max_*``, it breaks).
     """
-    zones = load_zone_dir(path, tz=tz)  # validates everything first: a bad file yields nothing
+    zones = load_zone_dir(path, tz=tz, limits=limits)  # validates everything first: a bad file yields nothing
     wanted = {z.id for z in zones}
     records: dict[str, bytes] = {}
     for f in zone_files(path):

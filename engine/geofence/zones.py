@@ -2,7 +2,9 @@
 
 Every problem raises :class:`~engine.errors.ZoneFileError` naming the file,
 the feature (its id, or ``#index`` when the id is unusable) and the field.
-Loading is all-or-nothing: a bad file yields no zones at all.
+Loading is all-or-nothing: a bad file yields no zones at all. Size limits
+(``zones.max_file_bytes``, ``max_features``, ``max_vertices``) are enforced
+with an error naming the limit.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from shapely.geometry.base import BaseGeometry
 
 from engine.errors import ZoneFileError
 from engine.geofence.schedule import Schedule, ScheduleError, parse_schedule, resolve_tz
+from engine.settings import ZonesSettings
 
 RULES = ("forbid", "speed", "corridor", "watch")
 SEVERITIES = ("info", "warning", "critical")
@@ -71,7 +74,8 @@ class _Invalid(Exception):
         self.field, self.reason = field, reason
 
 
-def load_zone_dir(path: str | PathLike[str], *, tz: str | ZoneInfo = DEFAULT_TZ) -> list[Zone]:
+def load_zone_dir(path: str | PathLike[str], *, tz: str | ZoneInfo = DEFAULT_TZ,
+                  limits: ZonesSettings | None = None) -> list[Zone]:
     """Load every ``*.geojson`` in a directory (sorted by name), or one file.
 
     Zone ids must be unique across the whole set.
@@ -85,13 +89,13 @@ def load_zone_dir(path: str | PathLike[str], *, tz: str | ZoneInfo = DEFAULT_TZ)
     """
     root = Path(path)
     if root.is_file():
-        return load_zone_file(root, tz=tz)
+        return load_zone_file(root, tz=tz, limits=limits)
     if not root.is_dir():
         raise ZoneFileError(str(root), "no such file or directory")
     zones: list[Zone] = []
     seen: dict[str, str] = {}
     for file in sorted(root.glob("*.geojson")):
-        for zone in load_zone_file(file, tz=tz):
+        for zone in load_zone_file(file, tz=tz, limits=limits):
             if zone.id in seen:
                 raise ZoneFileError(str(file), f"duplicate id, already defined in {seen[zone.id]}", zone.id, "id")
             seen[zone.id] = zone.source
@@ -99,10 +103,14 @@ def load_zone_dir(path: str | PathLike[str], *, tz: str | ZoneInfo = DEFAULT_TZ)
     return zones
 
 
-def load_zone_file(path: str | PathLike[str], *, tz: str | ZoneInfo = DEFAULT_TZ) -> list[Zone]:
+def load_zone_file(path: str | PathLike[str], *, tz: str | ZoneInfo = DEFAULT_TZ,
+                   limits: ZonesSettings | None = None) -> list[Zone]:
     """Load one GeoJSON FeatureCollection file."""
-    source = str(path)
+    source, limits = str(path), limits or ZonesSettings()
     try:
+        size = Path(path).stat().st_size
+        if size > limits.max_file_bytes:
+            raise ZoneFileError(source, f"file is {size} bytes > limit zones.max_file_bytes ({limits.max_file_bytes})")
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ZoneFileError(source, f"cannot read: {exc.strerror or exc}") from None
@@ -112,23 +120,29 @@ def load_zone_file(path: str | PathLike[str], *, tz: str | ZoneInfo = DEFAULT_TZ
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ZoneFileError(source, f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
-    return parse_feature_collection(obj, source=source, tz=tz)
+    except RecursionError:
+        raise ZoneFileError(source, "invalid JSON: nested too deeply") from None
+    return parse_feature_collection(obj, source=source, tz=tz, limits=limits)
 
 
-def parse_feature_collection(obj: Any, *, source: str, tz: str | ZoneInfo = DEFAULT_TZ) -> list[Zone]:
+def parse_feature_collection(obj: Any, *, source: str, tz: str | ZoneInfo = DEFAULT_TZ,
+                             limits: ZonesSettings | None = None) -> list[Zone]:
     """Validate a decoded FeatureCollection into zones (ids unique within it)."""
-    zone_tz = resolve_tz(tz)
+    zone_tz, limits = resolve_tz(tz), limits or ZonesSettings()
     if not isinstance(obj, dict) or obj.get("type") != "FeatureCollection":
         raise ZoneFileError(source, "not a GeoJSON FeatureCollection", field="type")
     features = obj.get("features")
     if not isinstance(features, list):
         raise ZoneFileError(source, "'features' must be a list", field="features")
+    if len(features) > limits.max_features:
+        raise ZoneFileError(source, f"{len(features)} features > limit zones.max_features ({limits.max_features})",
+                            field="features")
     zones: list[Zone] = []
     first_seen: dict[str, int] = {}
     for index, feature in enumerate(features):
         label = _label(feature, index)
         try:
-            zone = _parse_feature(feature, source, zone_tz)
+            zone = _parse_feature(feature, source, zone_tz, limits.max_vertices)
         except _Invalid as exc:
             raise ZoneFileError(source, exc.reason, label, exc.field) from None
         if zone.id in first_seen:
@@ -145,7 +159,7 @@ def _label(feature: Any, index: int) -> str:
     return zone_id if isinstance(zone_id, str) and zone_id.strip() else f"#{index}"
 
 
-def _parse_feature(feature: Any, source: str, tz: ZoneInfo) -> Zone:
+def _parse_feature(feature: Any, source: str, tz: ZoneInfo, max_vertices: int) -> Zone:
     if not isinstance(feature, dict) or feature.get("type") != "Feature":
         raise _Invalid("type", "not a GeoJSON Feature")
     props = feature.get("properties")
@@ -175,7 +189,7 @@ def _parse_feature(feature: Any, source: str, tz: ZoneInfo) -> Zone:
         raise _Invalid("vehicles", "required for rule 'corridor': the ids of the vehicles assigned to the route")
     if rule != "corridor" and vehicles is not None:
         raise _Invalid("vehicles", f"only a corridor zone takes vehicles, not rule {rule!r}")
-    geometry = _parse_geometry(feature.get("geometry"))
+    geometry = _parse_geometry(feature.get("geometry"), max_vertices)
     _check_sizes(geometry.geom_type, numbers["radius_m"], numbers["width_m"])
     try:
         schedule = parse_schedule(props.get("schedule"), tz)
@@ -238,12 +252,15 @@ def _check_sizes(kind: str, radius_m: float | None, width_m: float | None) -> No
         raise _Invalid("width_m", f"only a LineString zone takes width_m, not a {kind}")
 
 
-def _parse_geometry(raw: Any) -> BaseGeometry:
+def _parse_geometry(raw: Any, max_vertices: int) -> BaseGeometry:
     if not isinstance(raw, dict):
         raise _Invalid("geometry", "missing or not an object")
     kind = raw.get("type")
-    if kind not in _DEPTH:
-        raise _Invalid("geometry.type", f"{kind!r} not supported; use {', '.join(_DEPTH)}")
+    if not isinstance(kind, str) or kind not in _DEPTH:
+        raise _Invalid("geometry.type", f"{str(kind)[:40]!r} not supported; use {', '.join(_DEPTH)}")
+    n = _count_positions(raw.get("coordinates"), _DEPTH[kind])
+    if n > max_vertices:
+        raise _Invalid("geometry.coordinates", f"{n} positions > limit zones.max_vertices ({max_vertices})")
     coords = _coordinates(raw.get("coordinates"), _DEPTH[kind], "geometry.coordinates")
     if kind == "Point":
         return shapely.Point(coords)
@@ -280,6 +297,13 @@ def _line(positions: list, minimum: int, where: str) -> shapely.LineString:
     return shapely.LineString(positions)
 
 
+def _count_positions(raw: Any, depth: int) -> int:
+    """Positions in a coordinates array of the given nesting (anything malformed counts 0 or 1: checked later)."""
+    if depth == 0 or not isinstance(raw, list):
+        return 1
+    return sum(_count_positions(item, depth - 1) for item in raw) if depth > 1 else len(raw)
+
+
 def _coordinates(raw: Any, depth: int, where: str) -> Any:
     """Check nesting and every position; return nested lists of (lon, lat)."""
     if depth == 0:
@@ -291,10 +315,16 @@ def _coordinates(raw: Any, depth: int, where: str) -> Any:
 
 def _position(raw: Any, where: str) -> tuple[float, float]:
     if not isinstance(raw, list) or len(raw) not in (2, 3):
-        raise _Invalid(where, f"a position must be [lon, lat], got {raw!r}")
+        raise _Invalid(where, f"a position must be [lon, lat], got {_short(raw)}")
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in raw):
-        raise _Invalid(where, f"coordinates must be numbers, got {raw!r}")
+        raise _Invalid(where, f"coordinates must be numbers, got {_short(raw)}")
     lon, lat = float(raw[0]), float(raw[1])
     if not (math.isfinite(lon) and -180 <= lon <= 180 and math.isfinite(lat) and -90 <= lat <= 90):
         raise _Invalid(where, f"[{lon}, {lat}] is outside WGS-84 lon [-180, 180], lat [-90, 90]")
     return lon, lat
+
+
+def _short(value: Any) -> str:
+    """``repr`` cut to a readable length (a bad value can be megabytes)."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

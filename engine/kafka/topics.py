@@ -8,14 +8,17 @@ vehicle's key hashes to the same partition everywhere.
 from __future__ import annotations
 
 from engine.brokers.kafka import create_topics
+from engine.reports.topics import report_topic_specs
 from engine.settings import Settings
+from engine.tasks.topics import task_topic_specs
 from engine.vetting.topics import vetting_topic_specs
 
 
 def topic_specs(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
     n, t = settings.kafka.partitions, settings.kafka.topics
     return {t.fixes: (n, {}), t.fixes_rejected: (n, {}), t.alerts: (n, {}),
-            t.zones: (1, {"cleanup.policy": "compact"}), **vetting_topic_specs(settings)}
+            t.zones: (1, {"cleanup.policy": "compact"}), **vetting_topic_specs(settings),
+            **report_topic_specs(settings), **task_topic_specs(settings)}
 
 
 def ensure_topics(settings: Settings) -> None:

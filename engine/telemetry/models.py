@@ -47,9 +47,39 @@ class Fix:
         )
 
 
-def decode_fixes(value: bytes) -> list[Fix]:
-    """A ``fixes`` message holds one fix object or an array of them."""
-    obj = orjson.loads(value)
-    if isinstance(obj, list):
-        return [Fix.from_obj(o) for o in obj]
-    return [Fix.from_obj(obj)]
+def decode_fixes(value: bytes | None) -> list[Fix]:
+    """A ``fixes`` message holds one fix object or an array of them.
+
+    Raises :class:`ValueError` naming the problem for anything else (a foreign
+    producer's record), so a worker can reject it instead of failing on it later.
+    """
+    try:
+        obj = orjson.loads(value or b"")
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc}"[:200]) from None
+    items = obj if isinstance(obj, list) else [obj]
+    for i, o in enumerate(items):
+        _check_record(o, i)
+    return [Fix.from_obj(o) for o in items]
+
+
+_NUMBER = (float, int)
+_OPTIONAL = (("speed_kmh", (float, int, type(None))), ("heading", (float, int, type(None))),
+             ("accuracy_m", (float, int, type(None))), ("alarm_flags", (int, type(None))),
+             ("status_flags", (int, type(None))), ("valid", (bool, type(None))), ("class", (str, type(None))),
+             ("received_at", (float, int, type(None))), ("source", (str, type(None))))
+
+
+def _check_record(o: Any, i: int) -> None:
+    """The types ``Fix.to_json`` writes (JSON has no NaN, so numbers are finite); cheap on the hot path."""
+    if o.__class__ is not dict:
+        raise ValueError(f"fix #{i}: not an object")
+    vid = o.get("vehicle_id")
+    if vid.__class__ is not str or not vid:
+        raise ValueError(f"fix #{i}: vehicle_id must be a non-empty string")
+    for name in ("ts", "lat", "lon"):
+        if o.get(name).__class__ not in _NUMBER:
+            raise ValueError(f"fix #{i}: {name} must be a number")
+    for name, types in _OPTIONAL:
+        if o.get(name).__class__ not in types:
+            raise ValueError(f"fix #{i}: {name} has the wrong type")

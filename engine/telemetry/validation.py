@@ -6,12 +6,21 @@ human ``detail``; good elements of a mixed array are still accepted.
 GPS quality (the fix-valid flag, accuracy) and stateful checks (duplicates,
 implied speed, late fixes) belong to the worker (engine.telemetry.filters):
 here ``valid`` and ``status_flags`` are only type-checked and passed on.
+
+Size limits are settings (``bridge.max_payload_bytes``, ``max_fixes_per_message``,
+``max_json_depth``, ``max_vehicle_id_chars``, ``max_field_chars``); a rejection
+for one of them names the setting. Topics: ``<fixes_topic>/<vehicle_id>``, a
+mixed array on ``<fixes_topic>``, or under a gateway's prefix
+(``mqtt.auth.gateways``: ``<prefix>/<vehicle_id>`` or a mixed array on
+``<prefix>``), where the gateway's ``vehicles`` prefixes, if set, bound which
+vehicles it may report (``foreign_vehicle``).
 """
 
 from __future__ import annotations
 
 import base64
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,10 +28,20 @@ from typing import Any
 import orjson
 
 from engine.errors import FixRejected
-from engine.settings import Settings
+from engine.limits import too_deep
+from engine.settings import MqttSettings, Settings
 from engine.telemetry.models import CLASSES, Fix
 
 RAW_KEEP_BYTES = 65536  # raw payload kept in a rejection record; larger ones keep size + head
+_TOPIC_CHARS = re.compile("[/+#\x00]")  # not in a vehicle id: it is a topic level
+MIN_TS = 946684800.0  # 2000-01-01T00:00:00Z: JT/T 808 time (BCD YYMMDD) cannot say anything earlier
+
+#: Every reason the bridge gives (``fixes.rejected`` / ``citywatch_fixes_rejected_total{reason}``).
+REASONS = frozenset({
+    "bad_json", "bad_shape", "bad_topic", "missing_field", "bad_type", "bad_vehicle_id", "vehicle_mismatch",
+    "foreign_vehicle", "bad_timestamp", "future_timestamp", "bad_coordinates", "null_island", "out_of_area",
+    "bad_speed", "bad_heading", "bad_accuracy", "bad_class", "field_too_long", "payload_too_large",
+    "too_many_fixes", "too_deep", "internal_error"})
 
 
 @dataclass(slots=True)
@@ -44,12 +63,17 @@ class Rejection:
             raw_text, encoding = self.raw[:RAW_KEEP_BYTES].decode("utf-8"), "utf-8"
         except UnicodeDecodeError:
             raw_text, encoding = base64.b64encode(self.raw[:RAW_KEEP_BYTES]).decode("ascii"), "base64"
-        return orjson.dumps({
+        doc = {
             "reason": self.reason, "detail": self.detail, "source": self.source, "topic": self.topic,
             "vehicle_id": self.vehicle_id, "index": self.index, "received_at": self.received_at,
             "raw": raw_text, "raw_encoding": encoding, "raw_size": len(self.raw),
             "raw_truncated": len(self.raw) > RAW_KEEP_BYTES, **self.extra,
-        })
+        }
+        try:
+            return orjson.dumps(doc)
+        except TypeError:  # a string that is not valid UTF-8 (a lone surrogate): write it escaped
+            return orjson.dumps({k: v.encode("utf-8", "backslashreplace").decode() if isinstance(v, str) else v
+                                 for k, v in doc.items()})
 
 
 @dataclass(slots=True)
@@ -67,16 +91,21 @@ def parse_ts(value: Any) -> float:
             raise FixRejected("bad_timestamp", f"ts epoch seconds must be positive, got {value!r}")
         if value > 1e11:
             raise FixRejected("bad_timestamp", f"ts {value!r} looks like milliseconds; send epoch seconds")
-        return float(value)
-    if isinstance(value, str):
+        ts = float(value)
+    elif isinstance(value, str):
         try:
             dt = datetime.fromisoformat(value.strip())
         except ValueError:
             raise FixRejected("bad_timestamp", f"ts {value[:64]!r} is not ISO 8601") from None
         if dt.tzinfo is None or dt.utcoffset() is None:
             raise FixRejected("bad_timestamp", f"ts {value[:64]!r} has no UTC offset (e.g. +08:00)")
-        return dt.timestamp()
-    raise FixRejected("bad_timestamp", f"ts must be a string or number, got {type(value).__name__}")
+        ts = dt.timestamp()
+    else:
+        raise FixRejected("bad_timestamp", f"ts must be a string or number, got {type(value).__name__}")
+    if ts < MIN_TS:
+        raise FixRejected("bad_timestamp", f"ts {str(value)[:64]!r} is before 2000-01-01")
+    return ts
+
 
 
 def _number(obj: dict[str, Any], name: str, *, required: bool, lo: float, hi: float, reason: str) -> float | None:
@@ -92,20 +121,35 @@ def _number(obj: dict[str, Any], name: str, *, required: bool, lo: float, hi: fl
     return float(v)
 
 
-def validate_fix(obj: Any, *, topic_vehicle: str | None, settings: Settings, now: float) -> Fix:
-    """One JSON element -> :class:`Fix`, or :class:`FixRejected` naming the field."""
+def validate_fix(obj: Any, *, topic_vehicle: str | None, settings: Settings, now: float,
+                 vehicle_prefixes: tuple[str, ...] = ()) -> Fix:
+    """One JSON element -> :class:`Fix`, or :class:`FixRejected` naming the field.
+
+    ``vehicle_prefixes``: the vehicle ids the publishing gateway may report (empty = any).
+    """
     if not isinstance(obj, dict):
         raise FixRejected("bad_shape", f"a fix must be a JSON object, got {type(obj).__name__}")
+    limits = settings.bridge
     vid = obj.get("vehicle_id")
     if vid is None:
         raise FixRejected("missing_field", "vehicle_id is required")
-    if not isinstance(vid, str) or not vid.strip() or len(vid) > 64 or any(c in vid for c in "/+#\x00"):
-        raise FixRejected("bad_vehicle_id", f"vehicle_id must be 1-64 characters without / + # (got {str(vid)[:80]!r})")
+    if vid.__class__ is not str or not vid.strip() or _TOPIC_CHARS.search(vid):
+        raise FixRejected("bad_vehicle_id", f"vehicle_id must be a non-empty string without / + # (got {str(vid)[:80]!r})")
+    if len(vid) > limits.max_vehicle_id_chars:
+        raise FixRejected("bad_vehicle_id", f"vehicle_id is {len(vid)} characters > limit "
+                                            f"bridge.max_vehicle_id_chars ({limits.max_vehicle_id_chars})")
     if topic_vehicle is not None and vid != topic_vehicle:
         raise FixRejected("vehicle_mismatch", f"vehicle_id {vid!r} does not match the topic's {topic_vehicle!r}")
+    if vehicle_prefixes and not vid.startswith(vehicle_prefixes):
+        raise FixRejected("foreign_vehicle", f"vehicle_id {vid!r} is not among this gateway's vehicles "
+                                             f"({', '.join(vehicle_prefixes)}...)")
     if "ts" not in obj:
         raise FixRejected("missing_field", "ts is required")
-    ts = parse_ts(obj["ts"])
+    ts_raw = obj["ts"]
+    if isinstance(ts_raw, str) and len(ts_raw) > limits.max_field_chars:
+        raise FixRejected("field_too_long", f"ts is {len(ts_raw)} characters > limit bridge.max_field_chars "
+                                            f"({limits.max_field_chars})")
+    ts = parse_ts(ts_raw)
     if ts > now + settings.worker.future_tolerance_s:
         raise FixRejected("future_timestamp", f"ts is {ts - now:.0f} s ahead of the clock")
     lat = _number(obj, "lat", required=True, lo=-90, hi=90, reason="bad_coordinates")
@@ -129,11 +173,51 @@ def validate_fix(obj: Any, *, topic_vehicle: str | None, settings: Settings, now
     if status is not None and (isinstance(status, bool) or not isinstance(status, int) or not 0 <= status < 2**32):
         raise FixRejected("bad_type", f"status_flags must be a 32-bit unsigned integer, got {status!r}"[:160])
     vclass = obj.get("class")
+    if isinstance(vclass, str) and len(vclass) > limits.max_field_chars:
+        raise FixRejected("field_too_long", f"class is {len(vclass)} characters > limit bridge.max_field_chars "
+                                            f"({limits.max_field_chars})")
     if vclass is not None and vclass not in CLASSES:
         raise FixRejected("bad_class", f"class {str(vclass)[:40]!r} is not one of {', '.join(CLASSES)}")
     return Fix(vehicle_id=vid, ts=ts, lat=lat, lon=lon, vclass=vclass or "other", speed_kmh=speed,
                heading=heading, accuracy_m=accuracy, alarm_flags=flags, received_at=now, valid=valid,
                status_flags=status)
+
+
+class TopicMap:
+    """Which vehicle (and gateway) an MQTT topic speaks for, from ``mqtt`` settings."""
+
+    def __init__(self, mqtt: MqttSettings):
+        self.mqtt = mqtt
+        self.fixes = mqtt.fixes_topic.rstrip("/")
+        self.gateways = {mqtt.gateway_prefix(name): (name, gw.vehicle_prefixes)
+                         for name, gw in mqtt.auth.gateways.items()}
+
+    def parse(self, topic: str) -> tuple[str | None, str | None, tuple[str, ...]]:
+        """``(vehicle_id or None for a mixed array, gateway name or None, its vehicle prefixes)``.
+
+        Raises :class:`FixRejected` (``bad_topic``) for a topic that is neither form.
+        """
+        bare = topic.rstrip("/")
+        if bare in self.gateways:
+            return None, *self.gateways[bare]
+        head, _, last = bare.rpartition("/")
+        if last and head in self.gateways:
+            return last, *self.gateways[head]
+        if last and head == self.fixes:
+            return last, None, ()
+        if bare == self.fixes:
+            return None, None, ()
+        raise FixRejected("bad_topic", f"topic {topic[:120]!r} is not {self.fixes}/<vehicle_id> or a gateway's "
+                                       "<prefix>/<vehicle_id>")
+
+
+_topic_maps: list[TopicMap] = []  # one entry: the map of the settings last seen (a process has one)
+
+
+def topic_map(mqtt: MqttSettings) -> TopicMap:
+    if not _topic_maps or _topic_maps[0].mqtt is not mqtt:
+        _topic_maps[:] = [TopicMap(mqtt)]
+    return _topic_maps[0]
 
 
 def topic_vehicle(topic: str, prefix: str) -> str | None:
@@ -144,29 +228,48 @@ def topic_vehicle(topic: str, prefix: str) -> str | None:
 
 def parse_payload(payload: bytes, *, topic: str, settings: Settings, now: float) -> Parsed:
     """Decode one MQTT message into accepted fixes and rejections (never raises)."""
-    vehicle = topic_vehicle(topic, settings.mqtt.fixes_topic)
+    limits = settings.bridge
+    try:
+        vehicle, gateway, vehicle_prefixes = topic_map(settings.mqtt).parse(topic)
+    except FixRejected as exc:
+        vehicle, gateway, vehicle_prefixes = topic_vehicle(topic, settings.mqtt.fixes_topic), None, ()
+        bad_topic: FixRejected | None = exc
+    else:
+        bad_topic = None
+    extra = {"gateway": gateway} if gateway else {}
 
     def reject(reason: str, detail: str, raw: bytes = payload, index: int | None = None, vid: str | None = vehicle) -> Rejection:
-        return Rejection(reason, detail, raw, topic=topic, vehicle_id=vid, index=index, received_at=now)
+        return Rejection(reason, detail, raw, topic=topic, vehicle_id=vid, index=index, received_at=now, extra=extra)
 
-    if vehicle is None and topic.rstrip("/") != settings.mqtt.fixes_topic:
-        return Parsed([], [reject("bad_topic", f"topic {topic[:120]!r} is not {settings.mqtt.fixes_topic}/<vehicle_id>")])
-    if len(payload) > settings.bridge.max_payload_bytes:
-        return Parsed([], [reject("payload_too_large", f"{len(payload)} bytes > limit {settings.bridge.max_payload_bytes}")])
+    if bad_topic is not None:
+        return Parsed([], [reject(bad_topic.reason, bad_topic.detail)])
+    if len(payload) > limits.max_payload_bytes:
+        return Parsed([], [reject("payload_too_large", f"{len(payload)} bytes > limit bridge.max_payload_bytes "
+                                                       f"({limits.max_payload_bytes})")])
     try:
         obj = orjson.loads(payload)  # rejects NaN/Infinity, invalid UTF-8 and nesting deeper than 1024
     except orjson.JSONDecodeError as exc:
         return Parsed([], [reject("bad_json", f"not valid JSON: {exc}"[:300])])
-    items = obj if isinstance(obj, list) else [obj]
-    if isinstance(obj, list) and len(obj) > settings.bridge.max_fixes_per_message:
-        return Parsed([], [reject("too_many_fixes", f"{len(obj)} fixes > limit {settings.bridge.max_fixes_per_message}")])
-    if isinstance(obj, list) and not obj:
+    is_list = isinstance(obj, list)
+    items = obj if is_list else [obj]
+    if is_list and len(obj) > limits.max_fixes_per_message:
+        return Parsed([], [reject("too_many_fixes", f"{len(obj)} fixes > limit bridge.max_fixes_per_message "
+                                                    f"({limits.max_fixes_per_message})")])
+    if is_list and not obj:
         return Parsed([], [reject("bad_shape", "empty array")])
+    # A flat payload (an object, or an array of objects, holding scalars) has exactly one opening
+    # bracket per fix plus the array's: only a payload with more is walked to measure its depth.
+    opens = payload.count(b"{") + payload.count(b"[")
+    if opens > limits.max_json_depth and (opens != len(items) + is_list or not all(type(i) is dict for i in items)) \
+            and too_deep(payload, obj, limits.max_json_depth):
+        return Parsed([], [reject("too_deep", f"JSON nested deeper than limit bridge.max_json_depth "
+                                              f"({limits.max_json_depth})")])
     fixes, rejections = [], []
     for i, item in enumerate(items):
         try:
-            fixes.append(validate_fix(item, topic_vehicle=vehicle, settings=settings, now=now))
+            fixes.append(validate_fix(item, topic_vehicle=vehicle, settings=settings, now=now,
+                                      vehicle_prefixes=vehicle_prefixes))
         except FixRejected as exc:
-            raw = orjson.dumps(item) if isinstance(obj, list) else payload
-            rejections.append(reject(exc.reason, exc.detail, raw, i if isinstance(obj, list) else None))
+            raw = orjson.dumps(item) if is_list else payload
+            rejections.append(reject(exc.reason, exc.detail, raw, i if is_list else None))
     return Parsed(fixes, rejections)

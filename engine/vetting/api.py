@@ -11,6 +11,10 @@
 A GET is answered by the worker that owns the person's partition: another
 worker forwards it there (Faust's router, as ``@app.table_route`` does).
 Responses and errors never contain an ID number.
+
+Access (:mod:`engine.web`): applications and decisions need a ``clerk`` key,
+records a ``records`` key (``admin`` may do both); rules and health are
+public. Bodies are limited to ``web.max_body_bytes``.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from engine.vetting.service import Vetting
 from engine.vetting.topics import VettingTopics, record_key
 from engine.vetting.validation import errors_of
 from engine.vetting.waiter import DecisionWaiter
+from engine.web.guard import app_guard
 
 log = get_logger(__name__)
 
@@ -49,6 +54,7 @@ def register(app: faust.App, *, svc: Vetting, topics: VettingTopics, intake: Int
              people: faust.Table, settings: Settings, metrics: WorkerMetrics, clock: Clock,
              partition_of: Callable[[str], int]) -> None:
     timeout = settings.vetting.decision_timeout_s
+    guard = app_guard(app, settings.web, lambda reason: metrics.http_refused.labels(reason).inc())
 
     def invalid(view: View, exc: InvalidInput) -> Response:
         metrics.vetting_inputs_rejected.labels("http", exc.code).inc()
@@ -67,10 +73,12 @@ def register(app: faust.App, *, svc: Vetting, topics: VettingTopics, intake: Int
 
     @app.page(f"{PREFIX}/vetting/applications")
     class Applications(View):
+        @guard.requires("clerk", action="submit vetting applications")
         async def post(self, request: Request) -> Response:
             started = time.monotonic()
+            body = await guard.body(request)
             try:
-                application = intake.application(await request.read(), suffix=uuid.uuid4().hex[:12], source="http")
+                application = intake.application(body, suffix=uuid.uuid4().hex[:12], source="http")
             except InvalidInput as exc:
                 return invalid(self, exc)
             try:
@@ -100,6 +108,7 @@ def register(app: faust.App, *, svc: Vetting, topics: VettingTopics, intake: Int
 
     @app.page(f"{PREFIX}/vetting/applications/{{application_id}}")
     class ApplicationById(View):
+        @guard.requires("clerk", action="read vetting decisions")
         async def get(self, request: Request, application_id: str) -> Response:
             m = APPLICATION_ID.fullmatch(application_id)
             if not m:
@@ -109,6 +118,7 @@ def register(app: faust.App, *, svc: Vetting, topics: VettingTopics, intake: Int
 
     @app.page(f"{PREFIX}/vetting/drivers/{{driver_key}}")
     class DriverByKey(View):
+        @guard.requires("clerk", action="read vetting decisions")
         async def get(self, request: Request, driver_key: str) -> Response:
             if not DRIVER_KEY.fullmatch(driver_key):
                 return problem(self, 404, "not_found", "no such driver")
@@ -147,9 +157,11 @@ def register(app: faust.App, *, svc: Vetting, topics: VettingTopics, intake: Int
 
     @app.page(f"{PREFIX}/records")
     class Records(View):
+        @guard.requires("records", action="submit records")
         async def post(self, request: Request) -> Response:
+            body = await guard.body(request)
             try:
-                recs = intake.records(await request.read())
+                recs = intake.records(body)
             except InvalidInput as exc:
                 return invalid(self, exc)
             try:

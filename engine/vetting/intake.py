@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from engine.clock import Clock
+from engine.limits import too_deep
 from engine.settings import VettingSettings
 from engine.vetting import idnumber
 from engine.vetting.calendar import local_date
@@ -22,6 +23,7 @@ from engine.vetting.privacy import PersonKeyer, mask, scrub
 from engine.vetting.validation import errors_of, parse_application, parse_record
 
 MAX_RECORDS_PER_REQUEST = 1000
+SAFE_COPY_DEPTH = 32  # a rejected payload nested deeper is kept as its size only
 
 
 class Intake:
@@ -30,15 +32,15 @@ class Intake:
 
     def application(self, body: bytes, *, suffix: str, source: str) -> Application:
         now = self.clock.now()
-        return parse_application(decode(body), keyer=self.keyer, cfg=self.cfg, today=local_date(now, self.tz),
+        return parse_application(decode(body, self.cfg.max_json_depth), keyer=self.keyer, cfg=self.cfg, today=local_date(now, self.tz),
                                  now=now, suffix=suffix, source=source)
 
     def record(self, body: bytes) -> Record:
-        return parse_record(decode(body), keyer=self.keyer, today=local_date(self.clock.now(), self.tz))
+        return parse_record(decode(body, self.cfg.max_json_depth), keyer=self.keyer, today=local_date(self.clock.now(), self.tz))
 
     def records(self, body: bytes) -> list[Record]:
         """One record object or an array of them; any invalid element rejects them all (fields ``[i].name``)."""
-        payload = decode(body)
+        payload = decode(body, self.cfg.max_json_depth)
         if isinstance(payload, dict):
             return [parse_record(payload, keyer=self.keyer, today=local_date(self.clock.now(), self.tz))]
         if not isinstance(payload, list) or not payload:
@@ -66,17 +68,21 @@ class Intake:
         return out
 
 
-def decode(body: bytes | None) -> Any:
+def decode(body: bytes | None, max_depth: int | None = None) -> Any:
+    """JSON bytes -> value; ``max_depth`` is ``vetting.max_json_depth`` (``too_deep`` beyond it)."""
     try:
-        return orjson.loads(body or b"")
+        value = orjson.loads(body or b"")
     except orjson.JSONDecodeError:
         raise InvalidInput("body", "is not valid JSON", "bad_json") from None
+    if max_depth is not None and too_deep(body or b"", value, max_depth):
+        raise InvalidInput("body", f"is nested deeper than limit vetting.max_json_depth ({max_depth})", "too_deep")
+    return value
 
 
 def safe_payload(value: Any) -> Any:
     """A copy of a JSON value with ``id_number`` masked and ID-number-like text scrubbed everywhere."""
-    if isinstance(value, dict):
-        return {k: (_masked_id(v) if k == "id_number" else safe_payload(v)) for k, v in value.items()}
+    if isinstance(value, dict):  # keys too: an ID number can be typed anywhere
+        return {scrub(k): (_masked_id(v) if k == "id_number" else safe_payload(v)) for k, v in value.items()}
     if isinstance(value, list):
         return [safe_payload(v) for v in value]
     if isinstance(value, str):
@@ -98,7 +104,11 @@ def rejection(kind: str, exc: InvalidInput, *, source: str, where: dict[str, Any
     rec: dict[str, Any] = {"kind": kind, "source": source, "code": exc.code, "field": exc.field,
                            "reason": exc.reason, "errors": errors_of(exc), **where}
     try:
-        rec["payload"] = safe_payload(orjson.loads(body or b""))
+        value = orjson.loads(body or b"")
     except orjson.JSONDecodeError:
+        value = None
+    if value is None or too_deep(body or b"", value, SAFE_COPY_DEPTH):
         rec["payload_bytes"] = len(body or b"")
+    else:
+        rec["payload"] = safe_payload(value)
     return orjson.dumps(rec)

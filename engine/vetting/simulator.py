@@ -5,12 +5,16 @@ decision the rules should reach. ``run()`` only produces: it posts the records
 and the application to a worker and reports what came back::
 
     python -m engine.vetting.simulator --url http://127.0.0.1:6066 --applicants 20
+
+It sends an API key with the ``admin`` role (records and applications):
+``--api-key``, else ``CITYWATCH_API_KEY``, else the first admin key in the settings.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import urllib.error
 import urllib.request
@@ -111,23 +115,25 @@ class ApplicantSimulator:
         return start + timedelta(days=self.rng.randint(0, max(0, (end - start).days)))
 
 
-def run(url: str, n: int, seed: int = 7, today: date | None = None) -> Counter[tuple[str, str]]:
+def run(url: str, n: int, seed: int = 7, today: date | None = None,
+        api_key: str | None = None) -> Counter[tuple[str, str]]:
     """Post ``n`` cases to the worker at ``url``; counts of (expected, decided). Prints one masked line each."""
     sim = ApplicantSimulator(today or date.today(), seed)
     tally: Counter[tuple[str, str]] = Counter()
     for case in sim.cases(n):
         if case.records:
-            _post(f"{url}/api/v1/records", case.records)
-        status, doc = _post(f"{url}/api/v1/vetting/applications", case.application)
+            _post(f"{url}/api/v1/records", case.records, api_key)
+        status, doc = _post(f"{url}/api/v1/vetting/applications", case.application, api_key)
         got = doc.get("decision", f"http {status}")
         tally[(case.expected, got)] += 1
         print(f"{got:9} {case.application['name']:16} {mask(case.application['id_number'])}  ({case.profile})")
     return tally
 
 
-def _post(url: str, body: object) -> tuple[int, dict[str, Any]]:
+def _post(url: str, body: object, api_key: str | None = None) -> tuple[int, dict[str, Any]]:
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {api_key}"} if api_key else {})}
     req = urllib.request.Request(url, data=json.dumps(body, ensure_ascii=False).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
+                                 headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=30) as r:
             return r.status, json.loads(r.read())
@@ -135,13 +141,23 @@ def _post(url: str, body: object) -> tuple[int, dict[str, Any]]:
         return e.code, json.loads(e.read() or b"{}")
 
 
+def default_api_key() -> str | None:
+    """``CITYWATCH_API_KEY``, else the first ``admin`` key of the settings."""
+    if os.environ.get("CITYWATCH_API_KEY"):
+        return os.environ["CITYWATCH_API_KEY"]
+    from engine.settings import load_settings
+
+    return next((k.api_key for k in load_settings().web.api_keys.values() if k.role == "admin"), None)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Post simulated ride-hailing applicants and their records")
     p.add_argument("--url", default="http://127.0.0.1:6066", help="a worker's web address")
     p.add_argument("--applicants", type=int, default=20)
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--api-key", default=None, help="prefer CITYWATCH_API_KEY (a key on the command line shows in ps)")
     args = p.parse_args(argv)
-    tally = run(args.url.rstrip("/"), args.applicants, args.seed)
+    tally = run(args.url.rstrip("/"), args.applicants, args.seed, api_key=args.api_key or default_api_key())
     wrong = sum(c for (want, got), c in tally.items() if want != got)
     print(f"{sum(tally.values())} applicants, {wrong} decided otherwise than the simulator expected")
     return 1 if wrong else 0

@@ -272,7 +272,7 @@ def test_write_mosquitto_config(tmp_path):
     conf = write_mosquitto_config(tmp_path / "m.conf", HOST, 18830, data_dir=tmp_path / "data")
     lines = {line.strip() for line in conf.read_text().splitlines() if line.strip() and not line.startswith("#")}
     for expected in ("listener 18830 127.0.0.1", "allow_anonymous true", "persistence true",
-                     "max_queued_messages 100000", "max_queued_bytes 0", "log_dest stdout"):
+                     "max_queued_messages 1000000", "max_queued_bytes 0", "sys_interval 10", "log_dest stdout"):
         assert expected in lines
     assert f"persistence_location {(tmp_path / 'data').resolve()}/" in lines
     assert (tmp_path / "data").is_dir()

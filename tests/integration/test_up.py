@@ -69,12 +69,15 @@ def test_up_spawns_everything_shows_the_scripted_violation_and_stops_clean(make_
         wait_for(lambda: "Citywatch is up." in up.output() or up.proc.poll() is not None, 90, "the banner")
         assert up.proc.poll() is None, up.output()
         out = up.output()
-        assert "(spawned, pid" in out and "simulator (pid" in out
+        assert "(spawned, pid" in out and "simulator (pid" in out and "reports (pid" in out
         assert f"127.0.0.1:{settings.mqtt.port}" in out and settings.kafka.bootstrap in out
         pids = up.pids()
-        assert len(pids) == 5  # mqtt broker, kafka broker, worker, bridge, simulator
+        assert len(pids) == 6  # mqtt broker, kafka broker, worker, bridge, fleet simulator, report simulator
         wait_for(lambda: re.search(r"CRITICAL\s+zone\.enter\s+闽DH0001 \(hazmat\) entered Haicang Tunnel", up.output()),
                  150, f"the scripted violation line; output so far:\n{up.output()}")
+        # Demo SLAs of seconds and departments that sometimes answer late: citizen tasks escalate on the console.
+        wait_for(lambda: re.search(r"task\.escalated\s+task \d{8}-\w+ \(\w+\) escalated \w+ -> ", up.output()), 150,
+                 f"a task escalation line; output so far:\n{up.output()[-3000:]}")
         code = up.interrupt()
     finally:
         up.kill()

@@ -93,6 +93,10 @@ def test_keys_and_roles_decide_and_a_refusal_changes_nothing(worker):
     # The right roles (Bearer or X-API-Key; admin may do both) get through.
     status, doc = req("POST", "/api/v1/records", RECORD, {"X-API-Key": KEYS["records"]})
     assert status == 202, doc
+    # 202: the record is on Kafka; the application below must be decided once it is applied (another topic).
+    driver = "/api/v1/vetting/drivers/" + doc["records"][0]["driver_key"]
+    wait_for(lambda: (req("GET", driver, None, bearer(KEYS["clerk"]))[1] or {}).get("records") == 1, 30,
+             "the record to be applied")
     status, decided = req("POST", "/api/v1/vetting/applications", APPLICATION, bearer(KEYS["clerk"]))
     assert status == 201 and decided["decision"] == "rejected", decided
     assert req("GET", f"/api/v1/vetting/applications/{decided['id']}", None, bearer(KEYS["admin"]))[0] == 200

@@ -63,7 +63,8 @@ def alive(pid: int) -> bool:
 def test_up_spawns_everything_shows_the_scripted_violation_and_stops_clean(make_settings, tmp_path):
     settings = make_settings(mqtt={"port": free_port(), "fixes_topic": "citywatch/fixes",
                                    "alerts_topic": "citywatch/alerts"},
-                             kafka={"bootstrap": f"127.0.0.1:{free_port()}"})
+                             kafka={"bootstrap": f"127.0.0.1:{free_port()}"},
+                             simulator={"speedup": 2.0})  # the scripted truck reaches the tunnel in ~18 s
     up = Up([], env_for(settings))
     try:
         wait_for(lambda: "Citywatch is up." in up.output() or up.proc.poll() is not None, 90, "the banner")

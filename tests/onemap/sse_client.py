@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import urllib.request
 from typing import Any
@@ -86,6 +87,14 @@ class MapClient:
             return next((dict(v) for v in self.vehicles.values() if v["id"] == vid), None)
 
     def close(self) -> None:
+        # Shut the socket down first: the reader thread holds the response's buffer while it waits for the
+        # next event, and a plain close() would wait for that event (up to the server's keep-alive interval).
+        sock = getattr(getattr(getattr(self._resp, "fp", None), "raw", None), "_sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         try:
             self._resp.close()
         except OSError:

@@ -63,7 +63,8 @@ def refused_loads(d, key: str) -> list[str]:  # type: ignore[no-untyped-def]
 def test_the_page_shows_zones_the_live_violation_and_centres_the_vehicle_on_click(make_settings, browser):
     settings = make_settings(mqtt={"port": free_port(), "fixes_topic": "citywatch/fixes",
                                    "alerts_topic": "citywatch/alerts"},
-                             kafka={"bootstrap": f"127.0.0.1:{free_port()}"})
+                             kafka={"bootstrap": f"127.0.0.1:{free_port()}"},
+                             simulator={"speedup": 2.0})  # the scripted truck reaches the tunnel in ~18 s
     tasks_topic = settings.kafka.topics.fixes.replace("fixes-", "tasks-")
     settings = settings.replace(onemap={"tasks_topic": tasks_topic})
     up = Up([], env_for(settings))

@@ -13,8 +13,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 
 def test_simulated_citizens_and_late_departments_make_escalations_and_closed_tasks(make_settings, spawn):
-    settings = citizen_settings(make_settings, tasks={"sla_scale": 0.002},
-                                reports={"simulator": {"reports_per_min": 60, "late_share": 0.5, "seed": 5}})
+    settings = citizen_settings(make_settings, tasks={"sla_scale": 0.001},
+                                reports={"simulator": {"reports_per_min": 120, "late_share": 0.5, "seed": 5}})
     worker, http = start_worker(spawn, settings)
     sim = spawn("reports-sim", ["simulate-reports"], settings)
 

@@ -177,7 +177,10 @@ class Stack:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CITYWATCH_")}
         env.update(PYTHONPATH=str(self.root), PYTHONUNBUFFERED="1",
                    CITYWATCH_KAFKA__BOOTSTRAP=self.kafka.address, CITYWATCH_MQTT__HOST="127.0.0.1",
-                   CITYWATCH_MQTT__PORT=str(self.mqtt.port), CITYWATCH_LOG__LEVEL="warning")
+                   CITYWATCH_MQTT__PORT=str(self.mqtt.port), CITYWATCH_LOG__LEVEL="warning",
+                   # Processing workers: the one-map (which follows every fix on every worker) is measured on
+                   # its own by bench_push.py; a deployment serves it from workers of its own.
+                   CITYWATCH_ONEMAP__ENABLED="false")
         env.update(overrides)
         return env
 

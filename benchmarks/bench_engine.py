@@ -150,7 +150,8 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="200,000 fixes, 20,000 vehicles, 2,000 zones")
     ap.add_argument("--profile", type=Path, help="record the worker with py-spy into this folder")
     add_arguments(ap)
-    fig = run(ap.parse_args())
+    args = ap.parse_args()
+    fig = run(args, args.profile)
     print(" ".join(f"{k}={v:.0f}" for k, v in fig.items()))
     return 0
 

@@ -70,22 +70,28 @@ def make_settings(kafka_broker: SpawnedBroker, mqtt_broker: SpawnedBroker, tmp_p
     """Settings for one test's own system: fresh topics, group, client ids and ports."""
 
     def make(**sections: dict) -> Settings:
-        tag = uuid.uuid4().hex[:8]
-        base = load_settings(ROOT / "config.yaml", env={}).replace(
-            mqtt={"host": mqtt_broker.host, "port": mqtt_broker.port,
-                  "fixes_topic": f"t{tag}/fixes", "alerts_topic": f"t{tag}/alerts"},
-            kafka={"bootstrap": kafka_broker.address,
-                   "topics": {"fixes": f"fixes-{tag}", "fixes_rejected": f"fixes-{tag}.rejected",
-                              "alerts": f"alerts-{tag}", "zones": f"zones-{tag}"}},
-            web={"port": free_port()},
-            bridge={"client_id": f"bridge-{tag}", "metrics_port": free_port()},
-            worker={"app_id": f"cw-{tag}", "data_dir": str(tmp_path / f"worker-{tag}")},
-            zones={"dir": str(ROOT / "zones")},
-            up={"data_dir": str(tmp_path / f"up-{tag}")},
-        )
-        return base.replace(**sections) if sections else base
+        return isolated_settings(tmp_path, kafka_broker, mqtt_broker, **sections)
 
     return make
+
+
+def isolated_settings(tmp_path: Path, kafka_broker: SpawnedBroker, mqtt_broker: SpawnedBroker, /,
+                      **sections: dict) -> Settings:
+    """Settings for one system of its own on these brokers: fresh topics, group, client ids and ports."""
+    tag = uuid.uuid4().hex[:8]
+    base = load_settings(ROOT / "config.yaml", env={}).replace(
+        mqtt={"host": mqtt_broker.host, "port": mqtt_broker.port, "fixes_topic": f"t{tag}/fixes",
+              "alerts_topic": f"t{tag}/alerts"},
+        kafka={"bootstrap": kafka_broker.address,
+               "topics": {"fixes": f"fixes-{tag}", "fixes_rejected": f"fixes-{tag}.rejected",
+                          "alerts": f"alerts-{tag}", "zones": f"zones-{tag}"}},
+        web={"port": free_port()},
+        bridge={"client_id": f"bridge-{tag}", "metrics_port": free_port()},
+        worker={"app_id": f"cw-{tag}", "data_dir": str(tmp_path / f"worker-{tag}")},
+        zones={"dir": str(ROOT / "zones")},
+        up={"data_dir": str(tmp_path / f"up-{tag}")},
+    )
+    return base.replace(**sections) if sections else base
 
 
 class Proc:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,8 +20,8 @@ import pytest
 from engine.brokers.kafka import start_tansu
 from engine.brokers.mqtt import mosquitto_binary, start_mosquitto
 from engine.brokers.ports import SpawnedBroker, free_port
-from engine.settings import Settings, load_settings
-from tests.conftest import ROOT
+from engine.settings import Settings
+from tests.conftest import isolated_settings
 
 
 class OwnBroker:
@@ -104,20 +103,7 @@ def fault_settings(tmp_path: Path) -> Callable[..., Settings]:
     """``fault_settings(kafka=broker, mqtt=broker, **sections)``: fresh topics, group, client ids and ports."""
 
     def make(*, kafka, mqtt, **sections: dict) -> Settings:  # type: ignore[no-untyped-def]
-        tag = uuid.uuid4().hex[:8]
-        base = load_settings(ROOT / "config.yaml", env={}).replace(
-            mqtt={"host": mqtt.host, "port": mqtt.port, "fixes_topic": f"t{tag}/fixes",
-                  "alerts_topic": f"t{tag}/alerts"},
-            kafka={"bootstrap": kafka.address,
-                   "topics": {"fixes": f"fixes-{tag}", "fixes_rejected": f"fixes-{tag}.rejected",
-                              "alerts": f"alerts-{tag}", "zones": f"zones-{tag}"}},
-            web={"port": free_port()},
-            bridge={"client_id": f"bridge-{tag}", "metrics_port": free_port()},
-            worker={"app_id": f"cw-{tag}", "data_dir": str(tmp_path / f"worker-{tag}")},
-            zones={"dir": str(ROOT / "zones")},
-            up={"data_dir": str(tmp_path / f"up-{tag}")},
-        )
-        return base.replace(**sections) if sections else base
+        return isolated_settings(tmp_path, kafka, mqtt, **sections)
 
     return make
 

@@ -21,6 +21,7 @@ from engine.clock import Clock, SystemClock
 from engine.geofence import agents as geofence_agents
 from engine.geofence import zone_sync
 from engine.geofence.checker import ZoneChecker
+from engine.kafka.faust_fixes import OrderedTableManager, SafeTransport
 from engine.kafka.tansu import TansuTransport
 from engine.metrics import WorkerMetrics
 from engine.onemap import agents as onemap_agents
@@ -50,9 +51,8 @@ class CitywatchApp(faust.App):
         super().__init__(*args, **kwargs)
 
     def _new_transport(self):  # type: ignore[no-untyped-def]
-        if self._tansu:
-            return TansuTransport(self.conf.broker_consumer, self)
-        return super()._new_transport()
+        transport = TansuTransport if self._tansu else SafeTransport
+        return transport(self.conf.broker_consumer, self)
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None,
@@ -67,7 +67,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
         datadir=str(Path(settings.worker.data_dir)), autodiscover=False,
         web_bind=settings.web.host, web_host=settings.web.host, web_port=settings.web.port,
         topic_partitions=k.partitions, topic_replication_factor=1 if k.broker == "tansu" else 3,
-        consumer_auto_offset_reset="earliest", **broker_tuning(k))
+        consumer_auto_offset_reset="earliest", TableManager=OrderedTableManager, **broker_tuning(k))
     metrics = WorkerMetrics(registry)
     setup_prometheus_sensors(app, registry=registry, name_prefix="faust")
     topics = declare_topics(app, settings)

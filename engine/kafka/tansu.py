@@ -10,7 +10,8 @@ Two measured quirks, corrected only when ``kafka.broker`` is ``tansu``:
 * Faust hard-codes ``fetch_max_wait_ms=1500`` and Tansu holds every fetch that
   long even when data arrives; we lower it to ``FETCH_MAX_WAIT_MS``.
 
-On a real Kafka cluster neither applies and the stock transport is used.
+On a real Kafka cluster neither applies; the corrections every broker needs
+(engine.kafka.faust_fixes) are the base of these classes.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
+
+from engine.kafka.faust_fixes import SafeConsumer, SafeConsumerThread, SafeTransport
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +60,7 @@ async def fetch_highwaters(bootstrap: list[str], tps: Iterable[TP], *, timeout_m
         await consumer.stop()
 
 
-class TansuConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+class TansuConsumerThread(SafeConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read by the Fetcher built in start()
@@ -77,10 +79,10 @@ class TansuConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return corrected
 
 
-class TansuConsumer(faust_aiokafka.Consumer):
+class TansuConsumer(SafeConsumer):
     def _new_consumer_thread(self) -> TansuConsumerThread:
         return TansuConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
-class TansuTransport(faust_aiokafka.Transport):
+class TansuTransport(SafeTransport):
     Consumer = TansuConsumer

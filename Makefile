@@ -8,7 +8,7 @@ up: install
 	.venv/bin/citywatch up
 
 test: install
-	.venv/bin/python -m pytest
+	.venv/bin/python -m pytest -n 3 --dist loadfile
 
 bench: install
 	.venv/bin/python benchmarks/bench.py $(BENCH_ARGS)

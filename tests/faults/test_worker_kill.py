@@ -87,12 +87,14 @@ def test_worker_restarted_on_a_backlog_reads_all_of_it(make_settings, spawn):
     produce(settings.kafka.bootstrap, settings.kafka.topics.fixes, second)
 
     worker = spawn("worker-2", ["worker"], settings)
-    wait_for(lambda: fixes_received(settings, worker) >= len(second), 90,
-             f"the restarted worker to read the {len(second)} fixes of the backlog")
+    received = wait_for(lambda: (n := fixes_received(settings, worker)) >= len(second) and n, 90,
+                        f"the restarted worker to read the {len(second)} fixes of the backlog")
     exits = {a["vehicle_id"] for a in (orjson.loads(v) for _, v in read_topic(
         settings.kafka.bootstrap, settings.kafka.topics.alerts, min_count=2 * VEHICLES, timeout=20))
         if a.get("zone_id") == "haicang-tunnel" and a["kind"] == "zone.exit"}
     assert len(exits) == VEHICLES, f"{len(exits)} of {VEHICLES} exits"  # each exit needs the restored entry
+    report("worker-restart-backlog", backlog=len(second), received=int(received), lost=max(0, len(second) - int(received)), exits=len(exits),
+           vehicles=VEHICLES)
 
 
 def fixes_received(settings, worker) -> float:

@@ -189,7 +189,9 @@ def run_up(settings: Settings, *, config_path: str | None, simulator: bool = Tru
             console.disconnect()
             console.loop_stop()
         for c in reversed(children):
-            c.stop()
+            # the bridge may wait shutdown_timeout_s for Kafka to take what it holds, and as long again for its
+            # producer to stop; SIGKILL before that would only leave the rest unacknowledged (redelivered later)
+            c.stop(2 * settings.bridge.shutdown_timeout_s + 5 if c.name == "bridge" else 15.0)
         for b in reversed(brokers):
             b.stop()
         print("citywatch: stopped", flush=True)

@@ -223,16 +223,16 @@ def _onemap_lines(settings: Settings) -> list[str]:
 
 
 def _banner(settings: Settings, kafka: SpawnedBroker, mqtt: SpawnedBroker, children: list[Child], logs: Path) -> None:
-    def origin(b: SpawnedBroker, what: str) -> str:
-        return f"{what} (spawned, pid {b.proc.pid})" if b.proc else "already running there (reused)"
+    def origin(b: SpawnedBroker) -> str:
+        return f"{b.name} (spawned, pid {b.proc.pid})" if b.proc else "already running there (reused)"
 
     lines = [
         "Citywatch is up.",
-        f"  MQTT      {mqtt.address}  {origin(mqtt, 'mosquitto/amqtt')}",
+        f"  MQTT      {mqtt.address}  {origin(mqtt)}",
         f"            gateways publish to {settings.mqtt.fixes_topic}/<vehicle_id>;"
         f" alerts on {settings.mqtt.alerts_topic}/#",
         *_access_lines(settings, mqtt),
-        f"  Kafka     {settings.kafka.bootstrap}  {origin(kafka, 'tansu')}",
+        f"  Kafka     {settings.kafka.bootstrap}  {origin(kafka)}",
         f"            topics {settings.kafka.topics.fixes}, {settings.kafka.topics.fixes_rejected},"
         f" {settings.kafka.topics.alerts}",
         f"  HTTP      http://{settings.web.host}:{settings.web.port}/metrics (worker),"

@@ -70,7 +70,9 @@ def test_up_spawns_everything_shows_the_scripted_violation_and_stops_clean(make_
         wait_for(lambda: "Citywatch is up." in up.output() or up.proc.poll() is not None, 90, "the banner")
         assert up.proc.poll() is None, up.output()
         out = up.output()
-        assert "(spawned, pid" in out and "simulator (pid" in out and "reports (pid" in out
+        assert "simulator (pid" in out and "reports (pid" in out
+        assert re.search(r"MQTT .* (mosquitto|amqtt) \(spawned, pid \d+\)", out), out  # the broker that runs, by name
+        assert re.search(r"Kafka .* tansu \(spawned, pid \d+\)", out), out
         assert f"127.0.0.1:{settings.mqtt.port}" in out and settings.kafka.bootstrap in out
         pids = up.pids()
         assert len(pids) == 6  # mqtt broker, kafka broker, worker, bridge, fleet simulator, report simulator

@@ -16,12 +16,12 @@ class Topics:
     alerts: faust.TopicT
 
 
+def raw_topic(app: faust.App, *names: str, partitions: int) -> faust.TopicT:
+    """A raw-bytes topic (several names: one stream over all of them); records are JSON read with orjson."""
+    return app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
+                     partitions=partitions)
+
+
 def declare_topics(app: faust.App, settings: Settings) -> Topics:
-    """Raw-bytes topics: records are JSON decoded by the agents with orjson."""
     names, n = settings.kafka.topics, settings.kafka.partitions
-
-    def topic(name: str) -> faust.TopicT:
-        return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw",
-                         value_serializer="raw", partitions=n)
-
-    return Topics(topic(names.fixes), topic(names.fixes_rejected), topic(names.alerts))
+    return Topics(*(raw_topic(app, name, partitions=n) for name in (names.fixes, names.fixes_rejected, names.alerts)))

@@ -24,13 +24,10 @@ class ReportTopics:
 
 
 def declare_report_topics(app: faust.App, settings: Settings) -> ReportTopics:
+    from engine.topics import raw_topic  # not at import: the bridge reads the specs below without Faust
+
     t, n = settings.reports.topics, settings.kafka.partitions
-
-    def topic(name: str) -> faust.TopicT:
-        return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
-                         partitions=n)
-
-    return ReportTopics(topic(t.reports), topic(t.rejected))
+    return ReportTopics(raw_topic(app, t.reports, partitions=n), raw_topic(app, t.rejected, partitions=n))
 
 
 def report_topic_specs(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:

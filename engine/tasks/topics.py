@@ -34,11 +34,12 @@ class TaskTopics:
 
 
 def declare_task_topics(app: faust.App, settings: Settings) -> TaskTopics:
+    from engine.topics import raw_topic  # not at import: the bridge reads the specs below without Faust
+
     t, n = settings.tasks.topics, settings.kafka.partitions
-    raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", partitions=n)
 
     def topic(*names: str) -> faust.TopicT:
-        return app.topic(*names, **raw)
+        return raw_topic(app, *names, partitions=n)
 
     return TaskTopics(topic(t.tasks), topic(t.commands), topic(t.events), topic(t.dispatch), topic(t.outcomes),
                       topic(t.rejected), topic(t.commands, t.events))

@@ -35,12 +35,12 @@ class VettingTopics:
 
 
 def declare_vetting_topics(app: faust.App, settings: Settings) -> VettingTopics:
-    """Raw-bytes topics: values are JSON written and read with orjson."""
+    from engine.topics import raw_topic  # not at import: the bridge reads the specs below without Faust
+
     t, n = settings.vetting.topics, settings.kafka.partitions
 
     def topic(name: str) -> faust.TopicT:
-        return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
-                         partitions=n)
+        return raw_topic(app, name, partitions=n)
 
     return VettingTopics(topic(t.applications), topic(t.requests), topic(t.decisions), topic(t.records_in),
                          topic(t.records), topic(t.rejected))

@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from engine.settings import Settings
 from engine.tasks.directory import TaskDirectory
-from engine.vetting.waiter import DecisionWaiter
+from engine.vetting.waiter import DecisionWaiter, follow_forever
 
 log = logging.getLogger(__name__)
 
@@ -25,15 +25,7 @@ RETRY_S = 2.0
 
 
 async def follow_tasks(settings: Settings, directory: TaskDirectory, waiter: DecisionWaiter) -> None:
-    while True:
-        try:
-            await _follow(settings, directory, waiter)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # noqa: BLE001 - Kafka away: try again
-            waiter.ready.clear()
-            log.exception("follow_tasks: consumer failed; retrying in %.0f s", RETRY_S)
-            await asyncio.sleep(RETRY_S)
+    await follow_forever("follow_tasks", lambda: _follow(settings, directory, waiter), waiter)
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:

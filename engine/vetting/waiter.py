@@ -13,6 +13,7 @@ and a slow first answer on every worker start.)
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -55,14 +56,19 @@ async def follow_decisions(settings: Settings, waiter: DecisionWaiter) -> None:
     While it reconnects, answers from other workers wait; a POST that times out answers 202 and the
     decision can still be read with the GET.
     """
+    await follow_forever("follow_decisions", lambda: _follow(settings, waiter), waiter)
+
+
+async def follow_forever(name: str, follow: Callable[[], Awaitable[None]], waiter: DecisionWaiter) -> None:
+    """Run a topic follower for good: when its consumer fails (Kafka away), not ready until it runs again."""
     while True:
         try:
-            await _follow(settings, waiter)
+            await follow()
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - Kafka away: try again
             waiter.ready.clear()
-            log.exception("follow_decisions: consumer failed; retrying in %.0f s", RETRY_S)
+            log.exception("%s: consumer failed; retrying in %.0f s", name, RETRY_S)
             await asyncio.sleep(RETRY_S)
 
 

@@ -60,6 +60,16 @@ class Gateway:
         self.client.loop_stop()
 
 
+def publish_step(gateways: list[Gateway], settings: Settings, plate_prefix: str, vehicles: int, t0: float,
+                 step: int) -> None:
+    """Each gateway publishes step ``step`` (1 s apart, creeping east) of its vehicles ``{plate_prefix}{g}{v:02d}``."""
+    for g, gw in enumerate(gateways):
+        for v in range(vehicles):
+            vid = f"{plate_prefix}{g}{v:02d}"
+            gw.send(f"{settings.mqtt.fixes_topic}/{vid}",
+                    {"vehicle_id": vid, "ts": t0 + step, "lat": 24.5, "lon": 118.1 + step * 1e-5})
+
+
 def all_acked(gateways: list[Gateway], timeout: float = 60) -> list[Key]:
     """Wait until the broker has acknowledged every publish; the keys in publishing order."""
     wait_for(lambda: all(g.unacked() == 0 for g in gateways), timeout, "the broker to acknowledge every publish")

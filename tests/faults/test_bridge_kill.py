@@ -14,7 +14,7 @@ import time
 import pytest
 
 from tests.conftest import metric_value, scrape, wait_bridge_subscribed, wait_for
-from tests.faults.helpers import Gateway, all_acked, duplicates, kafka_fixes, order_violations, report
+from tests.faults.helpers import Gateway, all_acked, duplicates, kafka_fixes, order_violations, publish_step, report
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -40,11 +40,7 @@ def test_bridge_killed_mid_stream_loses_nothing(make_settings, mqtt_broker, spaw
             bridge.proc.wait(10)
         if step == STEPS // 2 + 20:  # 20 steps published while no bridge runs: queued in its session
             bridge = spawn("bridge-2", ["bridge"], settings)
-        for g, gw in enumerate(gateways):
-            for v in range(VEHICLES):
-                vid = f"闽DK{g}{v:02d}"
-                gw.send(f"{settings.mqtt.fixes_topic}/{vid}",
-                        {"vehicle_id": vid, "ts": t0 + step, "lat": 24.5, "lon": 118.1 + step * 1e-5})
+        publish_step(gateways, settings, "闽DK", VEHICLES, t0, step)
         time.sleep(0.005)
 
     acked = all_acked(gateways)

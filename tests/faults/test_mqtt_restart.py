@@ -17,7 +17,7 @@ import time
 import pytest
 
 from tests.conftest import metric_value, scrape, wait_bridge_subscribed, wait_for
-from tests.faults.helpers import Gateway, all_acked, duplicates, kafka_fixes, order_violations, report
+from tests.faults.helpers import Gateway, all_acked, duplicates, kafka_fixes, order_violations, publish_step, report
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -41,11 +41,7 @@ def test_broker_restart_loses_no_acknowledged_fix(own_mqtt, kafka_broker, fault_
         if step == down_steps.stop:
             mqtt.start()
             os.kill(bridge.proc.pid, signal.SIGCONT)
-        for g, gw in enumerate(gateways):
-            for v in range(VEHICLES):
-                vid = f"闽DM{g}{v:02d}"
-                gw.send(f"{settings.mqtt.fixes_topic}/{vid}",
-                        {"vehicle_id": vid, "ts": t0 + step, "lat": 24.5, "lon": 118.1 + step * 1e-5})
+        publish_step(gateways, settings, "闽DM", VEHICLES, t0, step)
         time.sleep(0.005)
 
     acked = all_acked(gateways)

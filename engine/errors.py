@@ -34,3 +34,12 @@ class FixRejected(CitywatchError):
 
 class BrokerStartError(CitywatchError):
     """An embedded broker (Kafka-compatible or MQTT) could not be started."""
+
+
+class BrokerUnreachable(CitywatchError):
+    """A broker did not answer at its configured address; names the address and the setting that holds it."""
+
+    def __init__(self, kind: str, address: str, setting: str, detail: str = ""):
+        self.kind, self.address, self.setting = kind, address, setting
+        tail = f" ({detail})" if detail else ""
+        super().__init__(f"cannot reach {kind} at {address} (setting {setting}){tail}")

@@ -18,7 +18,7 @@ import orjson
 
 from engine.errors import ZoneFileError
 from engine.geofence.index import ZoneIndex
-from engine.geofence.zones import Zone, load_zone_dir, parse_feature_collection
+from engine.geofence.zones import Zone, feature_id, load_zone_dir, parse_feature_collection
 from engine.settings import ZonesSettings
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def records_from_path(path: str | Path, *, tz: str, loaded_at: str,
     records: dict[str, bytes] = {}
     for f in zone_files(path):
         for feature in json.loads(f.read_text(encoding="utf-8"))["features"]:
-            zid = feature["properties"]["id"]
+            zid = feature_id(feature)
             if zid in wanted:
                 records[zid] = orjson.dumps({"feature": feature, "source": str(f), "loaded_at": loaded_at})
     return records

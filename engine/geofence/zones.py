@@ -74,6 +74,28 @@ class _Invalid(Exception):
         self.field, self.reason = field, reason
 
 
+def feature_id(feature: Any) -> str | None:
+    """A Feature's id: ``properties.id``, else the Feature's own top-level ``id`` (RFC 7946 section 3.2: a
+    string or a number; a number is taken as its decimal text). None when neither is there.
+
+    Raises :class:`ValueError` when both are given and differ, or the top-level one is neither string nor number.
+    """
+    if not isinstance(feature, dict):
+        return None
+    props = feature.get("properties")
+    inner = props.get("id") if isinstance(props, dict) else None
+    outer = feature.get("id")
+    if outer is not None:
+        if isinstance(outer, bool) or not isinstance(outer, (str, int, float)):
+            raise ValueError(f"a Feature's id is a string or a number, got {_short(outer)}")
+        if isinstance(outer, float):
+            outer = int(outer) if outer.is_integer() else repr(outer)
+        outer = str(outer)
+    if inner is not None and outer is not None and inner != outer:
+        raise ValueError(f"the Feature's id {outer!r} and properties.id {_short(inner)} differ")
+    return inner if inner is not None else outer
+
+
 def load_zone_dir(path: str | PathLike[str], *, tz: str | ZoneInfo = DEFAULT_TZ,
                   limits: ZonesSettings | None = None) -> list[Zone]:
     """Load every ``*.geojson`` in a directory (sorted by name), or one file.
@@ -154,8 +176,10 @@ def parse_feature_collection(obj: Any, *, source: str, tz: str | ZoneInfo = DEFA
 
 
 def _label(feature: Any, index: int) -> str:
-    props = feature.get("properties") if isinstance(feature, dict) else None
-    zone_id = props.get("id") if isinstance(props, dict) else None
+    try:
+        zone_id = feature_id(feature)
+    except ValueError:
+        zone_id = None
     return zone_id if isinstance(zone_id, str) and zone_id.strip() else f"#{index}"
 
 
@@ -165,9 +189,12 @@ def _parse_feature(feature: Any, source: str, tz: ZoneInfo, max_vertices: int) -
     props = feature.get("properties")
     if not isinstance(props, dict):
         raise _Invalid("properties", "missing or not an object")
-    zone_id = props.get("id")
+    try:
+        zone_id = feature_id(feature)
+    except ValueError as exc:
+        raise _Invalid("id", str(exc)) from None
     if not isinstance(zone_id, str) or not zone_id.strip():
-        raise _Invalid("id", "required, a non-empty string")
+        raise _Invalid("id", "required, a non-empty string (properties.id or the Feature's id)")
     name = props.get("name", zone_id)
     if not isinstance(name, str):
         raise _Invalid("name", "must be a string")

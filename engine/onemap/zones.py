@@ -26,7 +26,7 @@ from shapely.geometry.base import BaseGeometry
 
 from engine.errors import ZoneFileError
 from engine.geofence.zone_store import zone_from_record
-from engine.geofence.zones import Zone
+from engine.geofence.zones import Zone, feature_id
 
 QUAD_SEGS = 16
 SIMPLIFY_M = 1.0
@@ -98,7 +98,10 @@ def grid_zones(path: str | Path) -> tuple[list[DisplayZone], list[str]]:
                 props = feature["properties"]
                 if props.get("rule") != "grid":
                     raise ValueError(f"rule is {props.get('rule')!r}, not 'grid'")
-                out.append(_grid(str(props["id"]), feature))
+                unit_id = feature_id(feature)
+                if unit_id is None:
+                    raise ValueError("no id (properties.id or the Feature's id)")
+                out.append(_grid(str(unit_id), feature))
             except (ValueError, TypeError, KeyError, AttributeError) as exc:
                 errors.append(f"{f} feature #{i}: {exc}")
     out.sort(key=lambda z: z.id)
@@ -107,8 +110,8 @@ def grid_zones(path: str | Path) -> tuple[list[DisplayZone], list[str]]:
 
 def _grid(zone_id: str, feature: dict[str, Any]) -> DisplayZone:
     props = feature["properties"]
-    if props.get("id", zone_id) != zone_id:
-        raise ValueError(f"record key {zone_id!r} differs from the feature's id {props.get('id')!r}")
+    if (feature_id(feature) or zone_id) != zone_id:
+        raise ValueError(f"record key {zone_id!r} differs from the feature's id {feature_id(feature)!r}")
     geometry = shape(feature["geometry"])
     if geometry.geom_type not in ("Polygon", "MultiPolygon") or not geometry.is_valid:
         raise ValueError(f"grid {zone_id!r}: geometry must be a valid Polygon or MultiPolygon")

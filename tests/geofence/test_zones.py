@@ -364,3 +364,57 @@ def test_bad_feature_rejected_naming_file_feature_field(feat, label, field, matc
     # The bad feature sits after a good one: the whole collection is rejected.
     good = feature(id="good")
     rejects(collection(good, feat), feature=label.replace("#0", "#1"), field=field, match=match)
+
+
+# --- RFC 7946 details ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("top_level,expected", [("z-top", "z-top"), (42, "42")])
+def test_a_features_top_level_id_is_the_zone_id(top_level, expected):
+    raw = feature()
+    del raw["properties"]["id"]
+    raw["id"] = top_level
+    (zone,) = parse(raw)
+    assert zone.id == expected
+
+
+def test_the_same_id_in_both_places_is_fine_and_different_ones_are_refused():
+    same = feature(id="z1") | {"id": "z1"}
+    assert parse(same)[0].id == "z1"
+    rejects(collection(feature(id="z1") | {"id": "z2"}), feature="#0", field="id", match="differ")
+
+
+@pytest.mark.parametrize("bad", [True, ["z1"], {"id": "z1"}])
+def test_a_top_level_id_that_is_not_a_string_or_number_is_refused(bad):
+    raw = feature()
+    del raw["properties"]["id"]
+    raw["id"] = bad
+    rejects(collection(raw), feature="#0", field="id", match="string or a number")
+
+
+def test_no_id_anywhere_is_refused():
+    raw = feature()
+    del raw["properties"]["id"]
+    rejects(collection(raw), feature="#0", field="id", match="required")
+
+
+def _polygons(geometry):
+    if geometry["type"] == "Polygon":
+        return [geometry["coordinates"]]
+    if geometry["type"] == "MultiPolygon":
+        return geometry["coordinates"]
+    return []
+
+
+def test_shipped_polygons_wind_counter_clockwise_with_clockwise_holes():
+    files = sorted(ZONES_DIR.rglob("*.geojson"))
+    assert any(p.parent.name == "grid" for p in files) and any(p.parent == ZONES_DIR for p in files)
+    checked = 0
+    for path in files:
+        for raw in json.loads(path.read_text(encoding="utf-8"))["features"]:
+            for rings in _polygons(raw["geometry"]):
+                for i, ring in enumerate(rings):
+                    ccw = shapely.LinearRing(ring).is_ccw
+                    assert ccw == (i == 0), f"{path.name} {raw['properties']['id']} ring {i} winds the wrong way"
+                    checked += 1
+    assert checked >= 22  # 4 sample zone polygons and 18 grid units

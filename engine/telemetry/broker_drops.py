@@ -1,10 +1,12 @@
-"""Make the MQTT broker's own message drops visible: ``citywatch_bridge_broker_dropped_messages``.
+"""Make the MQTT broker's own message drops visible: ``citywatch_bridge_broker_dropped_messages_total``.
 
 mosquitto acknowledges a QoS 1 publish to the gateway and then drops it for
 a subscriber whose queue is full (``max_queued_messages`` /
 ``max_queued_bytes``; mosquitto issue #3687): the gateway cannot know. The
 only trace is a log line and the ``$SYS/broker/publish/messages/dropped``
-counter, which this watcher mirrors into a metric and a log line whenever it
+counter (a running count since the broker started), which this watcher turns
+into a Prometheus counter (it grows by each increase; when the broker restarts
+and its count starts again from 0, by the new count) and a log line whenever it
 grows. Brokers without that topic (amqtt) leave the metric at 0; a broker
 whose ACL refuses the bridge's account that topic gets one warning.
 """
@@ -22,6 +24,16 @@ from engine.settings import MqttSettings
 log = logging.getLogger(__name__)
 
 SYS_DROPPED = "$SYS/broker/publish/messages/dropped"
+
+
+def dropped_since(last: float | None, value: float) -> float:
+    """Drops new since the broker last reported ``last`` (None: nothing seen yet, all of ``value`` is new).
+
+    A count lower than the last one means the broker restarted and counts from 0 again.
+    """
+    if last is None or value < last:
+        return max(value, 0.0)
+    return value - last
 
 
 class BrokerDropWatch:
@@ -42,17 +54,18 @@ class BrokerDropWatch:
         if any(rc.is_failure for rc in reason_codes) and not self._refused_logged:
             self._refused_logged = True
             log.warning("bridge: the MQTT broker refuses %s to this account; messages it drops for a full "
-                        "subscriber queue will not show in citywatch_bridge_broker_dropped_messages", SYS_DROPPED)
+                        "subscriber queue will not show in citywatch_bridge_broker_dropped_messages_total", SYS_DROPPED)
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
         try:
             value = float(msg.payload)
         except ValueError:
             return
-        self.metrics.broker_dropped.set(value)
-        if value > (self._last or 0):
+        new = dropped_since(self._last, value)
+        if new > 0:
+            self.metrics.broker_dropped.inc(new)
             log.error("bridge: the MQTT broker reports %d dropped messages%s: a subscriber's queue was full "
-                      "(mosquitto max_queued_messages); acknowledged fixes may be lost", value - (self._last or 0),
+                      "(mosquitto max_queued_messages); acknowledged fixes may be lost", new,
                       "" if self._last is not None else " since it started")
         self._last = value
 

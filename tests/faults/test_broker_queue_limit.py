@@ -6,7 +6,7 @@ dropped (mosquitto issue #3687, open); the gateway cannot know, so it cannot
 retry. No broker setting refuses instead. What Citywatch can do is size the
 queue (``engine/brokers/mqtt.py``: 1,000,000 messages) and make any drop
 visible: the bridge mirrors ``$SYS/broker/publish/messages/dropped`` into
-``citywatch_bridge_broker_dropped_messages`` and logs it. This test shrinks
+``citywatch_bridge_broker_dropped_messages_total`` and logs it. This test shrinks
 the limit to 100, leaves the bridge's session offline and checks that every
 fix lost is counted there.
 """
@@ -46,7 +46,7 @@ def test_fixes_over_the_broker_queue_limit_are_counted_not_silent(own_mqtt, kafk
     def settled() -> tuple[float, float] | None:
         text = scrape(settings.bridge.metrics_port)
         produced = metric_value(text, "citywatch_bridge_fixes_produced_total")
-        dropped = metric_value(text, "citywatch_bridge_broker_dropped_messages")
+        dropped = metric_value(text, "citywatch_bridge_broker_dropped_messages_total")
         return (produced, dropped) if dropped > 0 and produced + dropped >= SENT else None
 
     produced, dropped = wait_for(settled, 30, "the bridge to drain the queue and report the broker's drops")

@@ -1,6 +1,6 @@
 """Every Prometheus metric of Citywatch, built against an injected registry.
 
-Names follow DESIGN.md ("Metrics"). Counters are counted where the event is
+Names are the ones README "Metrics" lists. Counters are counted where the event is
 read from the log of record, so that adding workers adds up: each worker
 counts the partitions it owns.
 """
@@ -150,7 +150,7 @@ class BridgeMetrics:
         self.backpressure = Counter(
             "citywatch_bridge_backpressure_total", "Times the bridge held bridge.max_in_flight messages and stopped "
             "reading from the MQTT broker", registry=registry)
-        self.broker_dropped = Gauge(
-            "citywatch_bridge_broker_dropped_messages", "Messages the MQTT broker dropped since it started, as its "
-            "$SYS/broker/publish/messages/dropped reports (mosquitto: a subscriber's queue was full)",
+        self.broker_dropped = Counter(
+            "citywatch_bridge_broker_dropped_messages", "Messages the MQTT broker reported dropped while this bridge "
+            "watched its $SYS/broker/publish/messages/dropped count (mosquitto: a subscriber's queue was full)",
             registry=registry)

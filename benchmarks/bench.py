@@ -1,4 +1,4 @@
-"""Every benchmark of issue 4, as ``make bench`` runs it; ends with one line of ``key=value`` figures.
+"""Every benchmark, as ``make bench`` runs it; ends with one line of ``key=value`` figures.
 
 1. the zone-index micro suite (``bench_zone_index.py``): 100 / 1,000 / 20,000
    zones, simple and 500-vertex polygons, point and segment tests, against a

@@ -543,7 +543,7 @@ TARGETS = (("fixes_per_s", ">=", 30_000, "fixes/s, 100-fix arrays, 10,000 zones"
 
 
 def print_targets(fig: dict[str, float]) -> None:
-    print("\nissue 4 targets (reported, not asserted):")
+    print("\ntargets (reported, not asserted):")
     for key, op, target, what in TARGETS:
         v = fig.get(key)
         if v is None:

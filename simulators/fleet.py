@@ -1,6 +1,6 @@
 """A fleet of simulated vehicles that report fixes as a vehicle gateway would.
 
-Fix contract (DESIGN.md, "Fix (MQTT in)"): topic ``citywatch/fixes/{vehicle_id}``,
+Fix contract (README "Contracts", "Fixes in"): topic ``citywatch/fixes/{vehicle_id}``,
 payload one JSON object with ``vehicle_id``, ``class``, ``ts`` (ISO 8601,
 ``+08:00``), ``lat``, ``lon``, ``speed_kmh``, ``heading``, ``accuracy_m``,
 ``alarm_flags``. The fleet only produces: it reads the injected clock and
@@ -32,7 +32,7 @@ _MAX_SLEEP_S = 1.0
 
 DEFAULT_COUNTS = {"hazmat": 5, "police": 3, "fire": 2, "ambulance": 2, "taxi": 8, "bus": 5}
 # Demo values, chosen so a live demo shows movement within seconds. Real
-# terminals report every 30 s moving and 300 s parked (DOMAIN.md section 1).
+# terminals typically report every 30 s moving and 300 s parked.
 DEFAULT_INTERVALS_S = {"hazmat": 5.0, "police": 3.0, "fire": 3.0, "ambulance": 3.0, "taxi": 5.0,
                        "bus": 5.0, "ride_hailing": 5.0, "other": 5.0}
 DEFAULT_SPEEDS_KMH = {"hazmat": (40.0, 60.0), "police": (40.0, 80.0), "fire": (40.0, 80.0),

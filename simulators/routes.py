@@ -1,9 +1,10 @@
 """Xiamen waypoint routes and positions along them.
 
-Every coordinate is WGS-84 ``(lon, lat)``, taken from DOMAIN.md section 6 or
-placed by eye between those places (to +-0.5 km: good enough for a simulator,
-not for a map). Distances use a local equirectangular approximation, which is
-within 0.1 % of geodesic over the few kilometres of one segment.
+Every coordinate is WGS-84 ``(lon, lat)``: landmarks at their approximate known
+positions, other points placed by eye between them (to +-0.5 km: good enough
+for a simulator, not for a map). Distances use a local equirectangular
+approximation, which is within 0.1 % of geodesic over the few kilometres of
+one segment.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 EARTH_RADIUS_M = 6_371_008.8
 M_PER_DEG_LAT = math.pi * EARTH_RADIUS_M / 180.0
 
-#: City bounds (DOMAIN.md section 6): (min_lon, min_lat, max_lon, max_lat).
+#: City bounds (as ``city.bounds`` in config.yaml): (min_lon, min_lat, max_lon, max_lat).
 XIAMEN_BOUNDS = (117.88, 24.38, 118.43, 24.90)
 
 #: Named places, ``(lon, lat)``.
@@ -30,7 +31,7 @@ PLACES: dict[str, tuple[float, float]] = {
     "exhibition_centre": (118.1850, 24.4780),
     "tongan_seat": (118.1525, 24.7892),
     "jimei_seat": (118.0975, 24.6419),
-    # On the island (inside the coarse outline of DOMAIN.md section 6).
+    # On the island (inside the coarse outline of zone ``xiamen-island``, zones/xiamen.geojson).
     "zhongshan_road": (118.0840, 24.4580),
     "xiamen_university": (118.1000, 24.4430),
     "lianqian": (118.1350, 24.4900),

@@ -1,4 +1,4 @@
-"""The alert record (DESIGN.md, "Alert") and its stable ids.
+"""The alert record (README "Contracts", "Alerts out") and its stable ids.
 
 An ``alert_id`` is derived from what identifies the incident (vehicle, zone,
 the event time that opened it), never from wall-clock time or a counter, so

@@ -1,7 +1,7 @@
 """The embedded MQTT broker: mosquitto with the project's config, else amqtt.
 
 mosquitto (Debian package ``mosquitto``) is preferred: it is several times
-faster than the pure-Python amqtt (see BROKER-NOTES.md). Both are spawned as
+faster than the pure-Python amqtt. Both are spawned as
 child processes that die with the parent (see :mod:`engine.brokers.ports`).
 """
 
@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from engine.brokers.mqtt_access import BrokerAccess, amqtt_access, broker_access
-from engine.brokers.ports import SpawnedBroker, is_listening, spawn_broker
+from engine.brokers.ports import SpawnedBroker, is_listening, require_embedded, spawn_broker
 from engine.errors import BrokerStartError
 from engine.settings import Settings
 
@@ -91,13 +91,13 @@ persistent_client_expiration 7d
 
 # Queue limits. Past max_queued_messages mosquitto DROPS QoS 1/2 messages for
 # a subscriber that falls behind (default 1000, which lost messages under
-# load, see BROKER-NOTES.md) - and still acknowledges them to the publisher,
+# load in our runs) - and still acknowledges them to the publisher,
 # so a gateway cannot know (mosquitto issue #3687). The bridge's session queue
 # is where fixes wait while Kafka is down, so this is the outage the system
 # rides out: 1,000,000 messages is ~50 min of a 10,000-vehicle fleet at one
 # fix per 30 s, ~500 MB (measured ~500 B of broker memory per queued
 # 170-byte fix). Drops are counted in $SYS (below), which the bridge shows as
-# citywatch_bridge_broker_dropped_messages. The byte limit is off so only the
+# citywatch_bridge_broker_dropped_messages_total. The byte limit is off so only the
 # message count applies. A mosquitto crash (not a restart) loses what was
 # queued since its last autosave.
 max_queued_messages {int(max_queued_messages)}
@@ -189,6 +189,7 @@ def start_mqtt_broker(host: str, port: int, *, workdir: Path, prefer: str = "aut
         access = broker_access(settings, Path(workdir)) if settings is not None else None
         return start_mosquitto(host, port, workdir=workdir, timeout=timeout, access=access)
     if prefer == "amqtt":
+        require_embedded("amqtt", "amqtt", "MQTT broker amqtt")
         auth = amqtt_access(settings, Path(workdir)) if settings is not None else None
         return start_amqtt(host, port, workdir=workdir, timeout=timeout, auth_file=auth)
     raise BrokerStartError(f"unknown MQTT broker {prefer!r}: expected auto, mosquitto or amqtt")

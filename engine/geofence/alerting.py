@@ -1,4 +1,4 @@
-"""Zone events -> alert payloads (DESIGN.md "Alert").
+"""Zone events -> alert payloads (the alert contract: README "Contracts", "Alerts out").
 
 Every zone alert carries the contract fields (``alert_id``, ``kind``,
 ``severity``, ``ts``, ``detected_at``, ``vehicle_id``, ``class``, ``zone_id``,

@@ -1,4 +1,4 @@
-"""Faust transport corrections for the embedded Tansu broker (see BROKER-NOTES.md).
+"""Faust transport corrections for the embedded Tansu broker (README "Production").
 
 Two measured quirks, corrected only when ``kafka.broker`` is ``tansu``:
 

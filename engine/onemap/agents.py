@@ -37,7 +37,7 @@ DECODE_ERRORS = (orjson.JSONDecodeError, KeyError, TypeError, ValueError, Attrib
 
 def tasks_topic(settings: Settings) -> str:
     """``onemap.tasks_topic``, else the tasks service's topic (``tasks.topics.tasks``), else ``tasks``."""
-    tasks = getattr(settings, "tasks", None)  # the tasks service's settings (issue 6) may not be in this build
+    tasks = getattr(settings, "tasks", None)  # a build without the tasks service has no such settings
     return settings.onemap.tasks_topic or getattr(getattr(tasks, "topics", None), "tasks", "tasks")
 
 

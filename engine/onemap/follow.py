@@ -6,7 +6,7 @@ consumer, partitions assigned by hand, no commits. Where to start:
 seconds of history (``fixes``, ``alerts``): the broker is asked for the
 offsets of that time, and records older than it are skipped all the same,
 because the embedded Tansu broker answers that question loosely (measured:
-offset 0). A topic that does not exist yet (``tasks`` before issue 6's
+offset 0). A topic that does not exist yet (``tasks`` before the tasks
 service first writes it) is waited for.
 """
 

@@ -71,7 +71,7 @@ def alert_summary(alert: Any) -> dict[str, Any]:
 
 
 def task_summary(key: str | None, value: Any) -> dict[str, Any]:
-    """An open311-style task record (issue 6's ``tasks`` topic) -> what the tasks panel shows."""
+    """An open311-style task record (a record of the ``tasks`` topic) -> what the tasks panel shows."""
     if not isinstance(value, dict):
         raise InvalidRecord("bad_shape", f"a task must be a JSON object, got {type(value).__name__}")
     tid = value.get("service_request_id") or key

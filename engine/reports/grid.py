@@ -3,7 +3,7 @@
 Grid files are GeoJSON FeatureCollections (``reports.grid_dir``, default
 ``zones/grid/``) of Polygon / MultiPolygon features with properties
 ``"rule": "grid"``, ``level`` and ``code`` (city 4 digits, district 6, street
-9, community 12; DOMAIN.md 5) and ``name``. ``"rule": "grid"`` is no geofence
+9, community 12) and ``name``. ``"rule": "grid"`` is no geofence
 rule, so a grid file handed to ``citywatch zones load`` is refused by name and
 can never raise a vehicle alert; the geofence's ``zones.dir`` is not searched
 recursively, so ``zones/grid/`` is not read by it either.
@@ -32,7 +32,7 @@ import numpy as np
 
 from engine.errors import ZoneFileError
 from engine.geofence.index import ZoneIndex
-from engine.geofence.zones import parse_feature_collection
+from engine.geofence.zones import feature_id, parse_feature_collection
 
 LEVELS = ("community", "street", "district", "city")  # lowest first: the order tasks escalate in
 CODE_DIGITS = {"city": 4, "district": 6, "street": 9, "community": 12}
@@ -170,7 +170,11 @@ def _grid_feature(feature: Any, index: int, source: str) -> tuple[GridUnit, dict
     label = f"#{index}"
     if not isinstance(props, dict):
         raise ZoneFileError(source, "missing or not an object", label, "properties")
-    label = str(props.get("id") or props.get("code") or label)
+    try:
+        unit_id = feature_id(feature)
+    except ValueError as exc:
+        raise ZoneFileError(source, str(exc), label, "id") from None
+    label = str(unit_id or props.get("code") or label)
     if props.get("rule") != "grid":
         raise ZoneFileError(source, f"a grid feature needs \"rule\": \"grid\", got {props.get('rule')!r}", label,
                             "rule")
@@ -188,5 +192,5 @@ def _grid_feature(feature: Any, index: int, source: str) -> tuple[GridUnit, dict
         kind = geometry.get("type") if isinstance(geometry, dict) else None
         raise ZoneFileError(source, f"a grid unit is a Polygon or MultiPolygon, got {kind!r}", label, "geometry.type")
     shell = {"type": "Feature", "geometry": geometry,
-             "properties": {"id": str(props.get("id") or f"grid-{code}"), "name": name, "rule": "watch"}}
+             "properties": {"id": str(unit_id or f"grid-{code}"), "name": name, "rule": "watch"}}
     return GridUnit(code=code, name=name, level=level), shell

@@ -1,4 +1,4 @@
-"""Task alerts (DESIGN.md "Alert"): ``task.escalated``, ``task.deadline_warning``, ``task.overdue``.
+"""Task alerts: ``task.escalated``, ``task.deadline_warning``, ``task.overdue`` (README "Routing, SLAs and escalation").
 
 Subject = the task id, so MQTT delivery puts them on
 ``citywatch/alerts/<kind>/<service_request_id>``. Ids are stable: one

@@ -64,7 +64,7 @@ async def _follow(settings: Settings, directory: TaskDirectory, waiter: Decision
                     except (orjson.JSONDecodeError, TypeError, AttributeError, ValueError):
                         log.error("follow_tasks: undecodable record at %s[%s]@%s", r.topic, r.partition, r.offset)
             if not directory.ready.is_set():
-                # Tansu's reported end can be short of the true end (BROKER-NOTES.md): close enough to start
+                # Tansu can report an end offset short of the true end (engine.kafka.tansu): close enough to start
                 # answering; the rest arrives within the next fetches.
                 positions = [await consumer.position(tp) for tp in tasks_tps]
                 if all(p >= ends[tp] for p, tp in zip(positions, tasks_tps)):

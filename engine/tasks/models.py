@@ -1,6 +1,6 @@
 """The task a report becomes, its states and levels, and the record on the compacted ``tasks`` topic.
 
-States (DOMAIN.md 5, reference flow of digital urban management)::
+States (the case flow of digital urban management: dispatch, accept, handle, resolve, verify, close)::
 
     dispatched --accept--> accepted --start--> in_progress --resolve--> resolved --verify--> verified --close--> closed
         |  ^                 |  |                  |                      |

@@ -1,6 +1,6 @@
 """Stateless validation of gateway payloads (MQTT in) into :class:`Fix` records.
 
-A payload is one JSON object or a JSON array of them (DESIGN.md, "Fix").
+A payload is one JSON object or a JSON array of them (README "Contracts", "Fixes in").
 Each bad element is rejected on its own with a short ``reason`` label and a
 human ``detail``; good elements of a mixed array are still accepted.
 GPS quality (the fix-valid flag, accuracy) and stateful checks (duplicates,

@@ -1,4 +1,4 @@
-"""Ride-hailing driver vetting (issue 5): Article 14 and the city's rules, decided in seconds.
+"""Ride-hailing driver vetting: Article 14 and the city's rules, decided in seconds.
 
 Layout, one concern per module:
 

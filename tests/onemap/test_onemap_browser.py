@@ -134,7 +134,7 @@ def test_the_page_shows_zones_the_live_violation_and_centres_the_vehicle_on_clic
         assert drawn == total - hazmat
         d.find_element("id", "cls-hazmat").click()
 
-        # Citizen tasks, as issue 6's service publishes them.
+        # Citizen tasks, as the tasks service publishes them.
         produce(settings.kafka.bootstrap, tasks_topic, [
             ("T-1", orjson.dumps(task("T-1", overdue=True))),
             ("T-2", orjson.dumps(task("T-2", level="city", lat=24.60, long=118.10))),

@@ -1,7 +1,7 @@
 """The one-map on a real worker and bridge with real brokers, read as a browser reads it (SSE), without a browser.
 
 Fixes go in over MQTT; the worker raises the Haicang Tunnel incident and
-closes it; citizen tasks are produced to the tasks topic the way issue 6's
+closes it; citizen tasks are produced to the tasks topic the way the tasks
 service publishes them. The stream must carry all of it, in sequence, and a
 browser connecting later must get the same state in its snapshot. The data is
 read with the operator key of ``config.yaml`` (``dev_operator``), as the page

@@ -15,7 +15,7 @@ from engine.vetting.rules import Facts
 
 TZ = ZoneInfo("Asia/Shanghai")
 TODAY = date(2026, 9, 8)  # FakeClock's default start, 10:00 in Xiamen
-SEED_ID = "35020319900101123X"  # DOMAIN.md's valid Xiamen example
+SEED_ID = "35020319900101123X"  # a valid Xiamen (Siming district) example
 CLEAN_ID = "11010519491231002X"
 OLD_ID = "440524188001010014"
 KEYER = PersonKeyer("test-secret")

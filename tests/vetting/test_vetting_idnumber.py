@@ -1,4 +1,4 @@
-"""GB 11643-1999 ID numbers: checksum vectors from DOMAIN.md, normalisation, birth dates."""
+"""GB 11643-1999 ID numbers: checksum vectors (known valid and invalid numbers), normalisation, birth dates."""
 
 from __future__ import annotations
 

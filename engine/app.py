@@ -30,12 +30,13 @@ from engine.tasks import wiring as citizen_tasks
 from engine.telemetry import agents as telemetry_agents
 from engine.topics import declare_topics
 from engine.vetting import agents as vetting_agents
+from engine.web import faust_pages, health
 
 log = logging.getLogger(__name__)
 
 
 def broker_tuning(kafka: KafkaSettings) -> dict[str, Any]:
-    """Faust consumer/producer settings for the configured kind of broker (BROKER-NOTES.md)."""
+    """Faust consumer/producer settings for the configured kind of broker (README "Production")."""
     if kafka.broker == "tansu":
         return dict(broker_session_timeout=3.0, broker_heartbeat_interval=0.5, broker_commit_interval=0.2,
                     broker_request_timeout=30.0, producer_linger=0.005, stream_wait_empty=False)
@@ -54,6 +55,10 @@ class CitywatchApp(faust.App):
         transport = TansuTransport if self._tansu else SafeTransport
         return transport(self.conf.broker_consumer, self)
 
+    def _new_web(self):  # type: ignore[no-untyped-def]
+        """Faust's web server without the index it would put at ``/`` (:mod:`engine.web.faust_pages`)."""
+        return faust_pages.Web(self)
+
 
 def create_app(settings: Settings, *, clock: Clock | None = None,
                registry: CollectorRegistry | None = None) -> CitywatchApp:
@@ -66,7 +71,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
         broker=[f"kafka://{s}" for s in k.servers], store="memory://",
         datadir=str(Path(settings.worker.data_dir)), autodiscover=False,
         web_bind=settings.web.host, web_host=settings.web.host, web_port=settings.web.port,
-        topic_partitions=k.partitions, topic_replication_factor=1 if k.broker == "tansu" else 3,
+        **faust_pages.OFF,  # Faust's own pages (tables, router, graph, stats) answer without a key
+        topic_partitions=k.partitions, topic_replication_factor=k.replication,
         consumer_auto_offset_reset="earliest", TableManager=OrderedTableManager, **broker_tuning(k))
     metrics = WorkerMetrics(registry)
     setup_prometheus_sensors(app, registry=registry, name_prefix="faust")
@@ -80,6 +86,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
     vetting_agents.register(app, settings, metrics, clock, topics)
     citizen_tasks.register(app, settings, metrics, clock, topics)
     onemap_agents.register(app, settings, metrics, clock)
+    health.register(app, checker)
     app.citywatch = dict(settings=settings, metrics=metrics, registry=registry, topics=topics,  # type: ignore[attr-defined]
                          tracks=tracks, checker=checker, clock=clock)
     return app

@@ -235,8 +235,8 @@ def _banner(settings: Settings, kafka: SpawnedBroker, mqtt: SpawnedBroker, child
         f"  Kafka     {settings.kafka.bootstrap}  {origin(kafka)}",
         f"            topics {settings.kafka.topics.fixes}, {settings.kafka.topics.fixes_rejected},"
         f" {settings.kafka.topics.alerts}",
-        f"  HTTP      http://{settings.web.host}:{settings.web.port}/metrics (worker),"
-        f" http://{settings.web.host}:{settings.bridge.metrics_port}/metrics (bridge)",
+        f"  HTTP      http://{settings.web.host}:{settings.web.port}/metrics and /health (worker),"
+        f" http://{settings.web.host}:{settings.bridge.metrics_port}/metrics and /health (bridge)",
         *_onemap_lines(settings),
         f"  Zones     {Path(settings.zones.dir).resolve()}",
         f"  Reports   http://{settings.web.host}:{settings.web.port}/open311/v2/services.json (Open311),"

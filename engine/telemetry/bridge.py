@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
 from aiokafka import AIOKafkaProducer
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
 from engine import mqtt as mqttc
 from engine.clock import Clock, SystemClock
@@ -44,6 +44,7 @@ from engine.kafka.topics import ensure_topics
 from engine.metrics import BridgeMetrics
 from engine.settings import Settings
 from engine.telemetry.batching import Batch, PartitionBatcher
+from engine.telemetry.bridge_http import BridgeHttp
 from engine.telemetry.broker_drops import BrokerDropWatch
 from engine.telemetry.delivery import KafkaHealth, OrderedLanes, Record, deliver
 from engine.telemetry.validation import Parsed, Rejection, parse_payload
@@ -85,6 +86,8 @@ class Bridge:
         self._unsubacks: set[int] = set()
         self._unsuback = threading.Condition()
         self._health = KafkaHealth(self.metrics, lambda: self._held)
+        self._kafka_started = False
+        self._mqtt = "connecting"  # "subscribed" once the broker confirms; "lost" after a disconnect
 
     # -- MQTT side -------------------------------------------------------------
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:  # paho's network thread
@@ -111,7 +114,12 @@ class Bridge:
                         "from the broker until Kafka takes some (the broker keeps the rest in the bridge's session; "
                         "see citywatch_bridge_backpressure_total)", self._held)
 
+    def _on_subscribed(self) -> None:  # paho's network thread
+        self._mqtt = "subscribed"
+        self.metrics.mqtt_connected.set(1)
+
     def _on_disconnect(self, client, userdata, flags, reason_code, properties=None) -> None:
+        self._mqtt = "lost"
         self.metrics.mqtt_connected.set(0)
         self._disconnected.set()
         if self._accepting:
@@ -230,23 +238,50 @@ class Bridge:
             await asyncio.sleep(0)  # let deliveries complete (and acknowledge) during a long backlog
 
     # -- lifecycle ----------------------------------------------------------------
-    async def run(self, stop: asyncio.Event, *, serve_metrics: bool = True) -> None:
+    def readiness(self) -> tuple[str, str]:
+        """``("ready", "")`` while MQTT fixes reach Kafka, else a status and why not (``GET /health``)."""
         s = self.settings
+        mqtt_at, kafka_at = f"{s.mqtt.host}:{s.mqtt.port}", s.kafka.bootstrap
+        if not self._accepting:
+            return "stopping", "the bridge is shutting down"
+        if not self._kafka_started:
+            return "starting", f"connecting to Kafka at {kafka_at}"
+        if self._mqtt == "connecting":
+            return "starting", f"subscribing on the MQTT broker at {mqtt_at}"
+        if self._mqtt == "lost":
+            return "mqtt_disconnected", f"lost the MQTT broker at {mqtt_at}; reconnecting"
+        if not self._health.up:
+            return "kafka_down", f"Kafka at {kafka_at} does not take records; holding {self._held} MQTT messages"
+        return "ready", ""
+
+    async def run(self, stop: asyncio.Event, *, serve_metrics: bool = True) -> None:
+        """Bridge until ``stop`` is set; with ``serve_metrics``, ``/metrics`` and ``/health`` meanwhile."""
         self._loop = asyncio.get_running_loop()
+        if not serve_metrics:
+            return await self._bridge(stop)
+        s = self.settings
+        http = BridgeHttp(self.registry, self.readiness, s.web.host, s.bridge.metrics_port)
+        await http.start()
+        try:
+            await self._bridge(stop)
+        finally:
+            await http.stop()
+
+    async def _bridge(self, stop: asyncio.Event) -> None:
+        s = self.settings
         await asyncio.to_thread(ensure_topics, s)
-        if serve_metrics:
-            start_http_server(s.bridge.metrics_port, addr=s.web.host, registry=self.registry)
         timeout_ms = max(1000, int(s.bridge.kafka_timeout_s * 1000))
         self._producer = AIOKafkaProducer(bootstrap_servers=s.kafka.servers, acks="all", linger_ms=5,
                                           client_id=s.bridge.client_id, max_request_size=4 * 1024 * 1024,
                                           request_timeout_ms=timeout_ms)
         await self._producer.start()
         partitions = len(await self._producer.partitions_for(s.kafka.topics.fixes))
+        self._kafka_started = True
         self._batcher: PartitionBatcher[Ticket] = PartitionBatcher(
             partitions, max_fixes=s.bridge.batch_max_fixes, linger_s=s.bridge.batch_linger_ms / 1000.0)
         self._lanes = OrderedLanes(self._attempt, self._health)
         self._client = mqttc.make_client(s.mqtt, s.bridge.client_id, clean_session=False, manual_ack=True)
-        mqttc.subscribe_on_connect(self._client, subscriptions(s), lambda: self.metrics.mqtt_connected.set(1))
+        mqttc.subscribe_on_connect(self._client, subscriptions(s), self._on_subscribed)
         self._client.on_message = self._on_message
         self._client.on_disconnect = self._on_disconnect
         self._client.on_unsubscribe = self._on_unsubscribe

@@ -1,14 +1,17 @@
 """One typed, frozen settings object, read from ``config.yaml`` with env overrides.
 
-``load_settings()`` is the only place configuration is read. Every key of
-``config.yaml`` maps onto a field below; ``CITYWATCH_SECTION__KEY`` environment
-variables override single values (nested keys joined with ``__``). Unknown keys,
-wrong types and missing files raise :class:`ConfigError` naming the key.
+``load_settings()`` is the only place configuration is read; :func:`resolve_config_path`
+picks the file (``--config``, ``$CITYWATCH_CONFIG``, ``./config.yaml``, the packaged
+defaults in :mod:`engine.defaults`). Every key of ``config.yaml`` maps onto a field
+below; ``CITYWATCH_SECTION__KEY`` environment variables override single values (nested
+keys joined with ``__``). Unknown keys, wrong types and missing files raise
+:class:`ConfigError` naming the key.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import math
 import os
 import re
@@ -23,7 +26,11 @@ import yaml
 from engine.errors import ConfigError
 
 ENV_PREFIX = "CITYWATCH_"
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config.yaml"
+CONFIG_ENV = "CITYWATCH_CONFIG"  # names the settings file; not a setting itself
+DEFAULT_CONFIG = Path(str(importlib.resources.files("engine") / "defaults" / "config.yaml"))  # packaged defaults
+# Read from the packaged defaults, these relative paths name the packaged sample zones and grid
+# (next to that config.yaml); data folders such as worker.data_dir stay relative to the current folder.
+PACKAGED_RELATIVE_PATHS = (("zones", "dir"), ("reports", "grid_dir"))
 SECRET_KEYS = frozenset({"password", "secret", "hmac_key", "api_key"})
 
 
@@ -130,6 +137,8 @@ class KafkaSettings:
     bootstrap: str = "127.0.0.1:9092"
     broker: str = "tansu"
     partitions: int = 4
+    replication: int = 1            # replicas of each topic citywatch creates (checked against the broker count)
+    min_insync_replicas: int = 1    # min.insync.replicas of those topics (acks=all writes need this many)
     topics: KafkaTopics = field(default_factory=KafkaTopics)
 
     @property
@@ -140,6 +149,12 @@ class KafkaSettings:
     def first_host_port(self) -> tuple[str, int]:
         host, _, port = self.servers[0].rpartition(":")
         return host, int(port)
+
+    @property
+    def table_topic_configs(self) -> dict[str, str]:
+        """Topic configs for the changelogs Faust creates for tables (their replication is Faust's
+        ``topic_replication_factor``, set from ``replication``)."""
+        return {"min.insync.replicas": str(self.min_insync_replicas)}
 
 
 @dataclass(frozen=True)
@@ -612,6 +627,7 @@ def _check(obj: Any, prefix: str) -> None:
             raise ConfigError(f"setting {prefix}bootstrap: expected host:port[,host:port], got {obj.bootstrap!r}")
         if obj.partitions < 1:
             raise ConfigError(f"setting {prefix}partitions: must be at least 1")
+        _check_replication(obj, prefix)
     if isinstance(obj, WorkerSettings) and (obj.checkpoint_s <= 0 or obj.batch_size < 1):
         raise ConfigError(f"setting {prefix}checkpoint_s/batch_size: must be above 0")
     if isinstance(obj, LogSettings) and obj.level.lower() not in ("debug", "info", "warning", "error", "critical"):
@@ -648,31 +664,72 @@ def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
     return raw
 
 
-def load_settings(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
-    """Read settings from ``path`` (default: the repository's ``config.yaml``) and ``env``.
+def resolve_config_path(cli_path: str | os.PathLike[str] | None, env: Mapping[str, str],
+                        cwd: str | os.PathLike[str]) -> tuple[Path, str]:
+    """The settings file to read and why: ``--config``, else ``$CITYWATCH_CONFIG``, else ``./config.yaml``,
+    else the packaged defaults. A file named by ``--config`` or the variable must exist (:class:`ConfigError`)."""
+    cwd = Path(cwd)
+    if cli_path is not None:
+        return _named_config(cwd, cli_path, "--config"), "--config"
+    if env.get(CONFIG_ENV):
+        return _named_config(cwd, env[CONFIG_ENV], f"environment variable {CONFIG_ENV}"), CONFIG_ENV
+    if (cwd / "config.yaml").is_file():
+        return cwd / "config.yaml", "config.yaml in the current folder"
+    if not DEFAULT_CONFIG.is_file():
+        raise ConfigError(f"no settings file: no --config, {CONFIG_ENV} or ./config.yaml, and the packaged "
+                          f"defaults {DEFAULT_CONFIG} are missing (reinstall citywatch)")
+    return DEFAULT_CONFIG, "packaged defaults"
 
-    A missing ``path`` given explicitly is an error; with no path and no default
-    file, built-in defaults are used.
+
+def _named_config(cwd: Path, value: str | os.PathLike[str], source: str) -> Path:
+    cfg = cwd / value  # an absolute path stays as it is
+    if not cfg.is_file():
+        raise ConfigError(f"config file {value} ({source}) {'is not a file' if cfg.exists() else 'does not exist'}")
+    return cfg
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read settings from ``path`` (default: :func:`resolve_config_path` without ``--config``) and ``env``.
+
+    A missing ``path`` given explicitly is an error. Read from the packaged defaults, the
+    relative :data:`PACKAGED_RELATIVE_PATHS` name the packaged zones and grid.
     """
     env = os.environ if env is None else env
-    raw: dict[str, Any] = {}
-    cfg = Path(path) if path is not None else DEFAULT_CONFIG
-    if path is not None and not cfg.is_file():
+    cfg = Path(path) if path is not None else resolve_config_path(None, env, Path.cwd())[0]
+    if not cfg.is_file():
         raise ConfigError(f"config file {cfg} does not exist")
-    if cfg.is_file():
-        try:
-            loaded = yaml.safe_load(cfg.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {cfg}: not valid YAML: {exc}") from None
-        except RecursionError:
-            raise ConfigError(f"config file {cfg}: not valid YAML: nested too deeply") from None
-        except UnicodeDecodeError as exc:
-            raise ConfigError(f"config file {cfg}: not UTF-8: {exc}") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"config file {cfg}: top level must be a mapping")
-        raw = loaded or {}
-    raw = _apply_env(raw, env)
+    try:
+        loaded = yaml.safe_load(cfg.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {cfg}: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"config file {cfg}: not valid YAML: nested too deeply") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {cfg}: not UTF-8: {exc}") from None
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"config file {cfg}: top level must be a mapping")
+    raw: dict[str, Any] = loaded or {}
+    if cfg.absolute() == DEFAULT_CONFIG.absolute():
+        _anchor_packaged_paths(raw)
+    raw = _apply_env(raw, {k: v for k, v in env.items() if k != CONFIG_ENV})
     return _build(Settings, raw, "")
+
+
+def _anchor_packaged_paths(raw: dict[str, Any]) -> None:
+    """Make the packaged config's relative zone and grid paths point next to it (before env overrides)."""
+    for section, key in PACKAGED_RELATIVE_PATHS:
+        values = raw.get(section)
+        if isinstance(values, dict) and isinstance(values.get(key), str) and values[key] \
+                and not Path(values[key]).is_absolute():
+            values[key] = str(DEFAULT_CONFIG.parent / values[key])
+
+
+def _check_replication(k: KafkaSettings, prefix: str) -> None:
+    if k.replication < 1:
+        raise ConfigError(f"setting {prefix}replication: must be at least 1, got {k.replication}")
+    if not 1 <= k.min_insync_replicas <= k.replication:
+        raise ConfigError(f"setting {prefix}min_insync_replicas: must be 1 to {prefix}replication "
+                          f"({k.replication}), got {k.min_insync_replicas}")
 
 
 def _check_mqtt_access(m: MqttSettings, prefix: str) -> None:

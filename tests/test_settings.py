@@ -59,3 +59,23 @@ def test_secrets_are_redacted():
     s = load_settings(env={"CITYWATCH_MQTT__PASSWORD": "hunter2"})
     assert s.mqtt.password == "hunter2"
     assert "hunter2" not in repr(s.redacted())
+
+
+def test_kafka_replication_defaults_and_production_values():
+    s = load_settings(env={})
+    assert (s.kafka.replication, s.kafka.min_insync_replicas) == (1, 1)
+    s = load_settings(env={"CITYWATCH_KAFKA__REPLICATION": "3", "CITYWATCH_KAFKA__MIN_INSYNC_REPLICAS": "2"})
+    assert (s.kafka.replication, s.kafka.min_insync_replicas) == (3, 2)
+
+
+@pytest.mark.parametrize("replication, min_insync, message", [
+    ("0", "1", "setting kafka.replication: must be at least 1, got 0"),
+    ("-1", "1", "setting kafka.replication: must not be negative"),
+    ("3", "0", "setting kafka.min_insync_replicas: must be 1 to kafka.replication (3), got 0"),
+    ("2", "3", "setting kafka.min_insync_replicas: must be 1 to kafka.replication (2), got 3"),
+    ("two", "1", "setting kafka.replication: expected an integer, got 'two'"),
+])
+def test_bad_kafka_replication_names_the_key(replication, min_insync, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_settings(env={"CITYWATCH_KAFKA__REPLICATION": replication,
+                           "CITYWATCH_KAFKA__MIN_INSYNC_REPLICAS": min_insync})

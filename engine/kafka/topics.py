@@ -1,4 +1,4 @@
-"""The Kafka topics Citywatch owns, created once with the configured partition count.
+"""The Kafka topics Citywatch owns, created once with the configured partition count and replication.
 
 Producers (bridge) and Faust workers both call :func:`ensure_topics` at start,
 so whichever starts first creates them with the same partition count and a
@@ -22,4 +22,6 @@ def topic_specs(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
 
 
 def ensure_topics(settings: Settings) -> None:
-    create_topics(settings.kafka.bootstrap, topic_specs(settings))
+    """Create the topics with ``kafka.replication`` replicas and ``kafka.min_insync_replicas``."""
+    k = settings.kafka
+    create_topics(k.bootstrap, topic_specs(settings), replication=k.replication, min_insync=k.min_insync_replicas)

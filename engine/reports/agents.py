@@ -46,7 +46,8 @@ def register(app: faust.App, settings: Settings, metrics: WorkerMetrics, clock: 
     rt = declare_report_topics(app, settings)
     # bytes keys: a str-keyed Faust table would write JSON-quoted keys to its changelog, on other partitions
     # than the reports of the cell (see engine.vetting.tables).
-    cells_table = app.Table("report_cells", default=None, partitions=n, use_partitioner=True, key_type=bytes)
+    cells_table = app.Table("report_cells", default=None, partitions=n, use_partitioner=True, key_type=bytes,
+        extra_topic_configs=settings.kafka.table_topic_configs)
     cells = StrKeys(cells_table)
     intake = Intake(settings, grid, clock)
     tz = ZoneInfo(settings.city.tz)

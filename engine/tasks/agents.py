@@ -51,7 +51,8 @@ def register(app: faust.App, settings: Settings, metrics: WorkerMetrics, clock: 
              tt: TaskTopics, rt: ReportTopics, waiter: DecisionWaiter, directory: TaskDirectory) -> TaskBook:
     cfg, n = settings.tasks, settings.kafka.partitions
     tz = ZoneInfo(settings.city.tz)
-    table = app.Table("tasks", default=None, partitions=n, use_partitioner=True, key_type=bytes)
+    table = app.Table("tasks", default=None, partitions=n, use_partitioner=True, key_type=bytes,
+        extra_topic_configs=settings.kafka.table_topic_configs)
     book = TaskBook(StrKeys(table), cfg, tz)
     sink = KafkaAlertSink(topics.alerts, metrics, clock)
     lock = asyncio.Lock()

@@ -51,8 +51,10 @@ def register(app: faust.App, settings: Settings, metrics: WorkerMetrics, clock: 
     vt = declare_vetting_topics(app, settings)
     # bytes keys: Faust serialises a table's str keys as JSON whatever its Schema says, which would put a
     # person's changelog entry on another partition than their requests and records (see StrKeys).
-    people = app.Table("vetting_people", default=None, partitions=n, use_partitioner=True, key_type=bytes)
-    records = app.Table("vetting_records", default=None, partitions=n, use_partitioner=True, key_type=bytes)
+    people = app.Table("vetting_people", default=None, partitions=n, use_partitioner=True, key_type=bytes,
+        extra_topic_configs=settings.kafka.table_topic_configs)
+    records = app.Table("vetting_records", default=None, partitions=n, use_partitioner=True, key_type=bytes,
+        extra_topic_configs=settings.kafka.table_topic_configs)
     svc = Vetting(cfg, tz, clock, StrKeys(people), StrKeys(records))
     intake = Intake(keyer, cfg, tz, clock)
     sink = KafkaAlertSink(topics.alerts, metrics, clock)

@@ -5,25 +5,54 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from engine.errors import CitywatchError
+from engine.errors import BrokerUnreachable, CitywatchError
 from engine.runtime import tune_gc
-from engine.settings import Settings, load_settings
+from engine.settings import CONFIG_ENV, Settings, load_settings, resolve_config_path
 
 log = logging.getLogger("citywatch")
 
+ONE_SHOT_COMMANDS = frozenset({"zones"})  # print a result: they log warnings and errors only unless --log-level
 
-def _settings(args: argparse.Namespace) -> Settings:
-    settings = load_settings(args.config)
+
+def version() -> str:
+    """The installed distribution's version, else the source tree's ``engine.__version__``."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("citywatch")
+    except PackageNotFoundError:
+        from engine import __version__
+
+        return __version__
+
+
+def _load(args: argparse.Namespace) -> tuple[Settings, Path]:
+    """The settings the command runs with and the file they came from (logged, with why that file)."""
+    path, reason = resolve_config_path(args.config, os.environ, Path.cwd())
+    settings = load_settings(path)
     if getattr(args, "zones", None):
         settings = settings.replace(zones={"dir": args.zones})
     if args.log_level:
         settings = settings.replace(log={"level": args.log_level})
-    logging.getLogger().setLevel(settings.log.level.upper())
-    return settings
+    args.loaded_settings = settings  # for main's last-resort error mapping
+    one_shot = args.command in ONE_SHOT_COMMANDS
+    level = settings.log.level.upper() if args.log_level or not one_shot else "WARNING"
+    logging.getLogger().setLevel(level)
+    if one_shot and level != "DEBUG":  # its connection errors become one clear line (BrokerUnreachable)
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    log.info("settings from %s (%s)", path, reason)
+    return settings, path
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return _load(args)[0]
 
 
 def _logging(level: str) -> None:
@@ -34,7 +63,8 @@ def _logging(level: str) -> None:
 def cmd_up(args: argparse.Namespace) -> int:
     from engine.up import run_up
 
-    return run_up(_settings(args), config_path=args.config, simulator=not args.no_simulator)
+    settings, path = _load(args)  # the children read the same file
+    return run_up(settings, config_path=str(path), simulator=not args.no_simulator)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -110,21 +140,41 @@ def cmd_zones(args: argparse.Namespace) -> int:
     return 0
 
 
+def _common_options(*, top: bool) -> argparse.ArgumentParser:
+    """``--config`` and ``--log-level``, before or after the subcommand.
+
+    The top parser holds the defaults; a subcommand's copies default to SUPPRESS so that a value
+    given before the subcommand is not overwritten by the subcommand's default.
+    """
+    p = argparse.ArgumentParser(add_help=False)
+    default = None if top else argparse.SUPPRESS
+    p.add_argument("--config", metavar="FILE", default=default,
+                   help=f"settings file (default: ${CONFIG_ENV}, else ./config.yaml, else the packaged defaults)")
+    p.add_argument("--log-level", metavar="LEVEL", default=default,
+                   help="debug, info, warning or error (overrides log.level; zones commands default to warning)")
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="citywatch", description="Citywatch telemetry and geofence engine")
-    p.add_argument("--log-level", default=None, help="overrides log.level")
+    p = argparse.ArgumentParser(prog="citywatch", description="Citywatch telemetry and geofence engine",
+                                parents=[_common_options(top=True)])
+    p.add_argument("--version", action="version", version=f"citywatch {version()}")
+    p.add_argument("--zones", metavar="PATH", default=None, help=argparse.SUPPRESS)  # documented on up/worker
+    common = _common_options(top=False)
     sub = p.add_subparsers(dest="command", required=True)
 
-    def add(name: str, func, help: str) -> argparse.ArgumentParser:  # type: ignore[no-untyped-def]
-        sp = sub.add_parser(name, help=help)
-        sp.add_argument("--config", default=None, help="settings file (default: config.yaml)")
-        sp.add_argument("--zones", default=None, help="zone folder or file (overrides zones.dir)")
-        sp.set_defaults(func=func)
+    def add(name: str, func, help: str, *, zones: bool = False,  # type: ignore[no-untyped-def]
+            parent: argparse._SubParsersAction | None = None) -> argparse.ArgumentParser:
+        sp = (parent or sub).add_parser(name, help=help, parents=[common])
+        if zones:
+            sp.add_argument("--zones", metavar="PATH", default=argparse.SUPPRESS,
+                            help="zone folder or file (overrides zones.dir)")
+        sp.set_defaults(func=func, takes_zones=zones)
         return sp
 
-    up = add("up", cmd_up, "run the whole system on embedded defaults")
+    up = add("up", cmd_up, "run the whole system on embedded defaults", zones=True)
     up.add_argument("--no-simulator", action="store_true", help="do not start the fleet simulator")
-    add("worker", cmd_worker, "run one Faust worker against the configured brokers")
+    add("worker", cmd_worker, "run one Faust worker against the configured brokers", zones=True)
     add("bridge", cmd_bridge, "run the MQTT-to-Kafka bridge alone")
     add("simulate", cmd_simulate, "run the fleet simulator against the configured MQTT broker")
     sr = add("simulate-reports", cmd_simulate_reports,
@@ -132,18 +182,31 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_argument("--url", default=None, help="the worker's web server (default: web.host:web.port)")
     zones = add("zones", cmd_zones, "manage the zones every worker holds (compacted Kafka topic)")
     zsub = zones.add_subparsers(dest="action", required=True)
-    zl = zsub.add_parser("load", help="validate zone files and publish them; a bad file changes nothing")
+    zl = add("load", cmd_zones, "validate zone files and publish them; a bad file changes nothing", parent=zsub)
     zl.add_argument("path", help="a zone file or a folder of *.geojson")
     zl.add_argument("--replace", action="store_true", help="also remove zones that are not in PATH")
-    zr = zsub.add_parser("remove", help="remove zones by id (open incidents close with reason zone_removed)")
+    zr = add("remove", cmd_zones, "remove zones by id (open incidents close with reason zone_removed)", parent=zsub)
     zr.add_argument("ids", nargs="+")
-    zls = zsub.add_parser("list", help="show the zones on the topic and whether their schedule is open now")
+    zls = add("list", cmd_zones, "show the zones on the topic and whether their schedule is open now", parent=zsub)
     zls.add_argument("--json", action="store_true")
     return p
 
 
+def _unreachable(exc: BaseException, args: argparse.Namespace) -> BrokerUnreachable | None:
+    """A Kafka connection failure that escaped the parts' own handling, as the one clear error."""
+    from aiokafka.errors import KafkaConnectionError
+
+    if not isinstance(exc, KafkaConnectionError):
+        return None
+    settings = getattr(args, "loaded_settings", None)
+    return BrokerUnreachable("Kafka", settings.kafka.bootstrap if settings else "?", "kafka.bootstrap")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.zones is not None and not args.takes_zones:
+        parser.error(f"--zones applies to `citywatch up` and `citywatch worker`, not `citywatch {args.command}`")
     _logging("info")
     try:
         return int(args.func(args) or 0)
@@ -152,3 +215,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        unreachable = _unreachable(exc, args)
+        if unreachable is None:
+            raise
+        print(f"citywatch: {unreachable}", file=sys.stderr)
+        return 2

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from engine.brokers import kafka
 from engine.clock import Clock, SystemClock, to_iso
 from engine.errors import ZoneFileError
 from engine.geofence.zone_store import apply_records, records_from_path, zone_from_record
@@ -23,6 +24,13 @@ from engine.kafka.topics import ensure_topics
 from engine.settings import Settings
 
 log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 10.0  # a Kafka that does not answer this long at start is BrokerUnreachable
+
+
+async def start_client(client: AIOKafkaConsumer | AIOKafkaProducer, settings: Settings) -> None:
+    """Start ``client``; a Kafka that refuses or does not answer is :class:`BrokerUnreachable` (client closed)."""
+    await kafka.start_client(client, settings.kafka.bootstrap, CONNECT_TIMEOUT_S)
 
 
 async def read_zone_records(settings: Settings) -> dict[str, bytes]:
@@ -33,7 +41,7 @@ async def read_zone_records(settings: Settings) -> dict[str, bytes]:
 async def read_zone_records_at(settings: Settings) -> tuple[dict[str, bytes], int]:
     """The current zone set and the offset to follow the topic from."""
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.servers, group_id=None, enable_auto_commit=False)
-    await consumer.start()
+    await start_client(consumer, settings)
     try:
         tp = TopicPartition(settings.kafka.topics.zones, 0)
         consumer.assign([tp])
@@ -52,7 +60,7 @@ async def read_zone_records_at(settings: Settings) -> tuple[dict[str, bytes], in
 
 async def write_zone_records(settings: Settings, records: dict[str, bytes | None]) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.servers, acks="all")
-    await producer.start()
+    await start_client(producer, settings)
     try:
         futures = [await producer.send(settings.kafka.topics.zones, value, key=zid.encode())
                    for zid, value in sorted(records.items())]
@@ -90,7 +98,7 @@ def seed_zones_if_empty(settings: Settings) -> int:
 
 async def _topic_has_records(settings: Settings) -> bool:
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.servers, group_id=None)
-    await consumer.start()
+    await start_client(consumer, settings)
     try:
         tp = TopicPartition(settings.kafka.topics.zones, 0)
         return (await consumer.end_offsets([tp]))[tp] > 0

@@ -17,6 +17,14 @@ if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
   fi
 fi
 
+# curl runs the README's HTTP examples (tests/integration/test_readme_examples.py).
+if ! command -v curl >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  echo "setup: installing curl (Debian package, for the README examples test)"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && SUDO="sudo"
+  { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq curl >/dev/null; } \
+    || echo "setup: curl could not be installed; the README examples test will be skipped"
+fi
+
 # Headless Chromium, its driver and a CJK font (plates in screenshots) for the one-map browser tests (tests/onemap);
 # without chromium those tests skip.
 if ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then
@@ -39,6 +47,6 @@ stamp=.venv/.citywatch-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "setup: installing Python dependencies into .venv"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".[dev]"
+  .venv/bin/python -m pip install -q -e ".[dev,embedded]"
   touch "$stamp"
 fi

@@ -6,10 +6,8 @@ import importlib.util
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import threading
 import tomllib
 import zipfile
 from pathlib import Path
@@ -18,6 +16,7 @@ import pytest
 
 from engine.brokers.ports import free_port
 from tests.conftest import ROOT, wait_for
+from tests.integration.up_process import Up
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -43,37 +42,6 @@ def build_wheel(tmp: Path) -> Path:
     assert r.returncode == 0, r.stdout + r.stderr
     (wheel,) = out.glob("citywatch-*.whl")
     return wheel
-
-
-class Up:
-    """``python -m engine up`` from ``cwd``, its stdout and stderr collected line by line."""
-
-    def __init__(self, args: list[str], env: dict[str, str], cwd: Path):
-        self.proc = subprocess.Popen([sys.executable, "-m", "engine", "up", *args], env=env, cwd=cwd,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            self.lines.append(raw.decode("utf-8", "replace").rstrip())
-
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-    def interrupt(self) -> int:
-        os.killpg(self.proc.pid, signal.SIGINT)  # Ctrl-C in its terminal
-        try:
-            return self.proc.wait(60)
-        finally:
-            self._reader.join(5)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
 
 
 def test_the_wheel_ships_the_defaults_and_runs_up_outside_the_repository(tmp_path):

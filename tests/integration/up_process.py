@@ -8,13 +8,16 @@ import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 from tests.conftest import ROOT
 
 
 class Up:
-    def __init__(self, args: list[str], env: dict[str, str]):
-        self.proc = subprocess.Popen([sys.executable, "-m", "engine", "up", *args], env=env, cwd=ROOT,
+    """``python -m engine up`` from ``cwd`` (the repository unless told), its stdout and stderr line by line."""
+
+    def __init__(self, args: list[str], env: dict[str, str], cwd: Path = ROOT):
+        self.proc = subprocess.Popen([sys.executable, "-m", "engine", "up", *args], env=env, cwd=cwd,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)

@@ -61,6 +61,9 @@ class WorkerMetrics:
             "at a checkpoint (not at once)", registry=registry)
         self.vehicles_in_memory = Gauge(
             "citywatch_vehicles_in_memory", "Vehicle states this worker holds for its partitions", registry=registry)
+        self.worker_lag = Gauge(
+            "citywatch_worker_lag_seconds", "How long the oldest fix of the last batch waited in Kafka before this "
+            "worker checked it, worst of its partitions (0 when nothing waits)", registry=registry)
         # HTTP APIs (engine.web): requests refused before an API acted on them
         self.http_refused = Counter(
             "citywatch_http_refused_total", "HTTP requests refused by API-key checks or body limits, by reason",

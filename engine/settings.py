@@ -204,6 +204,7 @@ class WorkerSettings:
     future_tolerance_s: float = 300.0
     active_window_s: float = 600.0
     checkpoint_s: float = 60.0
+    max_lag_s: float = 30.0  # system.overloaded past this lag (engine.geofence.overload); 0 = off
 
 
 @dataclass(frozen=True)

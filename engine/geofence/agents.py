@@ -22,21 +22,28 @@ actives. Writes from the timer work for the same reason. The scan's "now"
 lags the clock by how far the worker is behind in each partition (see
 :class:`engine.geofence.offline.Progress`), so catching up after a restart
 does not raise a flood of false offline alerts.
+
+The ``report_lag`` timer turns each batch's Kafka timestamps into ``citywatch_worker_lag_seconds`` and raises
+``system.overloaded`` / ``system.overload_cleared`` when it passes ``worker.max_lag_s``
+(engine.geofence.overload).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections import Counter
 from datetime import datetime
 from typing import Any
 
 import faust
 from aiokafka.partitioner import DefaultPartitioner
+from faust.types import TP
 
 from engine.alerts.kafka_sink import KafkaAlertSink
 from engine.clock import Clock
+from engine.geofence import overload
 from engine.geofence.checker import ZoneChecker
 from engine.geofence.intake import log_position
 from engine.geofence.live_states import LiveStates, is_durable
@@ -61,6 +68,9 @@ def register(app: faust.App, topics: Topics, settings: Settings, metrics: Worker
     owned = _Ownership(app, topics.fixes.get_topic_name(), settings.kafka.partitions)
     states = LiveStates(tracks, owned.partition_of)
     progress = Progress()
+    lag, host = overload.PartitionLag(), socket.gethostname()
+    episode = overload.Overload(settings.worker.max_lag_s, worker_id=f"{host}:{settings.web.port}", host=host,
+                                tz=checker.tz)
     table_lock = asyncio.Lock()
 
     async def reject(recs: list[Rejection]) -> None:
@@ -122,11 +132,29 @@ def register(app: faust.App, topics: Topics, settings: Settings, metrics: Worker
                 await reject([Rejection("processing_error", "the worker failed on this fix; see its log",
                                         f.to_json(), topic=first.topic, vehicle_id=f.vehicle_id, source="worker")
                               for f in fixes])
+            lag.read(clock.now(), ((ev.message.partition, ev.message.offset, ev.message.timestamp) for ev in events))
 
     @app.timer(interval=settings.worker.checkpoint_s)
     async def checkpoint_positions() -> None:
         """Position-only updates reach the table at least this often (what a kill -9 can lose)."""
         metrics.checkpointed.inc(states.flush())
+
+    @app.timer(interval=overload.REPORT_S)
+    async def report_lag() -> None:
+        """The lag gauge, and the overload episode's alerts (engine.geofence.overload)."""
+        try:
+            now = clock.now()
+            value = lag.value(now, owned.partitions(), lambda p: app.consumer.highwater(TP(owned.topic, p)))
+            metrics.worker_lag.set(value)
+            alerts = episode.update(now, value)
+            for a in alerts:
+                log.warning("%s on %s: fixes wait %.1f s before this worker checks them (worker.max_lag_s %s)",
+                            a["kind"], a["worker_id"], a["lag_s"], a["max_lag_s"])
+            await sink.emit(alerts, {})
+            episode.sent(alerts)
+        except Exception:  # noqa: BLE001 - unsent alerts stay in the episode's outbox for the next report
+            log.exception("report_lag: failed")
+            metrics.processing_errors.labels("report_lag").inc()
 
     async def release_states(sender: Any, *args: Any, **kwargs: Any) -> None:
         """Partitions are leaving (a rebalance, a graceful stop): write what is only in memory, then forget it."""

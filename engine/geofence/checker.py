@@ -31,15 +31,17 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from engine.clock import Clock, to_iso
-from engine.geofence import intake
+from engine.geofence import fast_lane, intake
 from engine.geofence import late as late_policy
 from engine.geofence.alerting import zone_alert
 from engine.geofence.batch import BatchGeometry, IndexView
+from engine.geofence.fast_lane import NO_ZONES
 from engine.geofence.index import ZoneIndex
 from engine.geofence.offline import online_alert
 from engine.geofence.transitions import CLOSING, Observation, Tuning, ZoneEvent, close_zone, step_zone
 from engine.geofence.zones import Zone
 from engine.settings import Settings
+from engine.telemetry.columns import FixColumns
 from engine.telemetry.models import Fix
 from engine.telemetry.validation import Rejection
 
@@ -125,6 +127,26 @@ class ZoneChecker:
         result.alerts += late_seen.values()
         return result
 
+    def check_columns(self, cols: FixColumns, states: Mapping[str, dict | None],
+                      positions: np.ndarray | None = None) -> BatchResult:
+        """:meth:`check` for a batch as columns: vehicles far from every zone take the fast lane
+        (engine.geofence.fast_lane, no Python object per fix); the rest, as :class:`Fix` objects, this
+        checker's per-fix path. ``positions``: each row's ``intake.log_position``."""
+        if not len(cols):
+            return BatchResult()
+        view = self._view
+        x, y = view.index.project(cols.lon, cols.lat)
+        lanes = fast_lane.split(cols, x, y, states, positions, view, self._cfg[2], self._cfg[0].margin)
+        if lanes.full_rows.size:
+            rows = lanes.full_rows.tolist()
+            result = self.check([cols.fix(r) for r in rows], states,
+                                None if positions is None else positions[lanes.full_rows].tolist())
+        else:
+            result = BatchResult()
+        result.states.update(lanes.states)
+        result.checked += lanes.checked
+        return result
+
     # --- evaluation -----------------------------------------------------------------------
 
     def _live(self, a: intake.Live, st: dict | None, x: float, y: float, g: BatchGeometry, view: IndexView,
@@ -186,9 +208,6 @@ class ZoneChecker:
                          "last_late_at": to_iso(f.ts, self.tz)}
 
 
-# Most vehicles are near no zone: their states share one empty dict (never mutated: the checker copies a
-# state's zones before changing them) instead of 64 bytes each.
-NO_ZONES: dict[str, dict] = {}
 
 
 def _zone(view: IndexView, zone_id: str) -> Zone | None:

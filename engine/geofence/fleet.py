@@ -1,0 +1,185 @@
+"""The fleet of one partition as arrays: one row per tracked vehicle, Python objects only for the few near a zone.
+
+A vehicle's live state is its last accepted fix (time, position, projected position, speed, class) and its
+place in the log; these are columns here (about 50 bytes a vehicle), found through one ``vehicle id -> row``
+dict. What only vehicles in or near a zone have (per-zone incident state, pending jump suspects, an offline
+mark) is kept per row in ``extra``, as the checker's dicts.
+
+:meth:`PartitionFleet.state` and :meth:`PartitionFleet.put_state` convert one row to and from the dict the
+checker's per-fix path reads and returns (``ts``, ``lat``, ``lon``, ``x``, ``y``, ``class``, ``speed``,
+``zones``, and ``pos``, ``sus``, ``off`` when present), so the fast lane and the per-fix path share one store.
+:meth:`PartitionFleet.pack` and :meth:`PartitionFleet.unpack` write the rows as one binary record (the
+columns, the ids joined by NUL, the extras as JSON), for checkpoints.
+
+>>> f = PartitionFleet()
+>>> f.put_state("闽DH0001", {"ts": 1.0, "lat": 24.5, "lon": 118.1, "x": 1.0, "y": 2.0, "class": "hazmat",
+...                          "speed": 30.0, "zones": {}, "pos": 7})
+>>> f.state("闽DH0001")["class"], f.state("闽DH0001")["pos"], f.state("nobody")
+('hazmat', 7, None)
+>>> g = PartitionFleet.unpack(f.pack())
+>>> g.state("闽DH0001") == f.state("闽DH0001")
+True
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import orjson
+
+from engine.telemetry.models import CLASSES
+
+_COLUMNS = (("ts", "<f8"), ("lat", "<f8"), ("lon", "<f8"), ("x", "<f8"), ("y", "<f8"), ("speed", "<f8"),
+            ("pos", "<i8"), ("class_code", "u1"))
+_FILL = {"ts": np.nan, "lat": np.nan, "lon": np.nan, "x": np.nan, "y": np.nan, "speed": np.nan, "pos": -1,
+         "class_code": 0}
+_EXTRA_KEYS = ("zones", "sus", "off")
+_MAGIC = b"CWS\x01"
+_HEADER = struct.Struct("<4sIII")   # magic+version, rows, ids bytes, extras bytes
+NO_ZONES: dict[str, dict] = {}
+
+
+class PartitionFleet:
+    """Every vehicle of one partition this worker has seen, one row each."""
+
+    def __init__(self, capacity: int = 1024):
+        self.rows: dict[str, int] = {}
+        self.ids: list[str] = []
+        self.extra: dict[int, dict[str, Any]] = {}
+        self.classes: list[str] = list(CLASSES)
+        self._class_codes = {c: i for i, c in enumerate(self.classes)}
+        for name, dtype in _COLUMNS:
+            setattr(self, name, np.full(capacity, _FILL[name], dtype=dtype))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __contains__(self, vid: str) -> bool:
+        return vid in self.rows
+
+    def lookup(self, ids: Sequence[str]) -> np.ndarray:
+        """The row of each id, -1 for a vehicle not seen yet."""
+        get = self.rows.get
+        return np.fromiter((get(v, -1) for v in ids), dtype=np.intp, count=len(ids))
+
+    def add(self, ids: Sequence[str]) -> np.ndarray:
+        """Rows for ids not seen yet (each once, in order); returns them."""
+        start = len(self.ids)
+        new = [v for v in dict.fromkeys(ids) if v not in self.rows]
+        self._grow(start + len(new))
+        for i, v in enumerate(new, start):
+            self.rows[v] = i
+        self.ids.extend(new)
+        return np.arange(start, start + len(new), dtype=np.intp)
+
+    def code_of_class(self, vclass: str) -> int:
+        code = self._class_codes.get(vclass)
+        if code is None:
+            if len(self.classes) >= 255:
+                raise ValueError("more than 255 vehicle classes in one partition")
+            code = self._class_codes[vclass] = len(self.classes)
+            self.classes.append(vclass)
+        return code
+
+    def write(self, rows: np.ndarray, *, ts: np.ndarray, lat: np.ndarray, lon: np.ndarray, x: np.ndarray,
+              y: np.ndarray, speed: np.ndarray, class_code: np.ndarray, pos: np.ndarray | None = None) -> None:
+        """Vectorised update of the rows' last fix (``class_code`` in this fleet's class table)."""
+        self.ts[rows], self.lat[rows], self.lon[rows] = ts, lat, lon
+        self.x[rows], self.y[rows], self.speed[rows], self.class_code[rows] = x, y, speed, class_code
+        if pos is not None:
+            self.pos[rows] = pos
+
+    # --- one row as the checker's dict -----------------------------------------------------------------
+
+    def state(self, vid: str) -> dict[str, Any] | None:
+        r = self.rows.get(vid)
+        if r is None or self.ts[r] != self.ts[r]:
+            return None
+        speed = float(self.speed[r])
+        st: dict[str, Any] = {"ts": float(self.ts[r]), "lat": float(self.lat[r]), "lon": float(self.lon[r]),
+                              "x": float(self.x[r]), "y": float(self.y[r]), "class": self.classes[self.class_code[r]],
+                              "speed": None if speed != speed else speed, "zones": NO_ZONES}
+        extra = self.extra.get(r)
+        if extra:
+            st.update(extra)
+        if self.pos[r] >= 0:
+            st["pos"] = int(self.pos[r])
+        return st
+
+    def put_state(self, vid: str, st: dict[str, Any]) -> None:
+        r = self.rows.get(vid)
+        if r is None:
+            r = int(self.add([vid])[0])
+        self.ts[r], self.lat[r], self.lon[r], self.x[r], self.y[r] = st["ts"], st["lat"], st["lon"], st["x"], st["y"]
+        self.speed[r] = np.nan if st.get("speed") is None else st["speed"]
+        self.class_code[r] = self.code_of_class(st.get("class") or "other")
+        pos = st.get("pos")
+        self.pos[r] = -1 if pos is None else pos
+        extra = {k: st[k] for k in _EXTRA_KEYS if st.get(k)}
+        if extra:
+            self.extra[r] = extra
+        else:
+            self.extra.pop(r, None)
+
+    def items(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every vehicle as ``(id, state dict)`` (the offline scan and tools; not the hot path)."""
+        for vid in self.ids:
+            st = self.state(vid)
+            if st is not None:
+                yield vid, st
+
+    # --- checkpoints ---------------------------------------------------------------------------------------
+
+    def pack(self) -> bytes:
+        """Every row as one record: header, ids, the class table, extras (JSON), then the columns."""
+        n = len(self.ids)
+        ids = "\x00".join(self.ids).encode("utf-8")
+        extras = orjson.dumps({"classes": self.classes, "extra": {str(r): e for r, e in self.extra.items()}})
+        parts = [_HEADER.pack(_MAGIC, n, len(ids), len(extras)), ids, extras]
+        parts += [getattr(self, name)[:n].astype(dtype, copy=False).tobytes() for name, dtype in _COLUMNS]
+        return b"".join(parts)
+
+    @classmethod
+    def unpack(cls, data: bytes) -> PartitionFleet:
+        """A fleet from :meth:`pack`; ValueError naming the problem for anything else."""
+        if len(data) < _HEADER.size:
+            raise ValueError("fleet record: shorter than its header")
+        magic, n, n_ids, n_extras = _HEADER.unpack_from(data)
+        if magic != _MAGIC:
+            raise ValueError(f"fleet record: unknown header {magic!r}")
+        width = sum(np.dtype(dtype).itemsize for _, dtype in _COLUMNS)
+        if _HEADER.size + n_ids + n_extras + n * width != len(data):
+            raise ValueError("fleet record: its lengths do not add up to its size")
+        at = _HEADER.size
+        ids = data[at:at + n_ids].decode("utf-8").split("\x00") if n else []
+        at += n_ids
+        meta = orjson.loads(data[at:at + n_extras])
+        at += n_extras
+        if len(ids) != n:
+            raise ValueError(f"fleet record: {len(ids)} ids for {n} rows")
+        fleet = cls(capacity=max(n, 1))
+        fleet.ids, fleet.rows = ids, dict(zip(ids, range(n)))
+        fleet.classes = list(meta["classes"])
+        fleet._class_codes = {c: i for i, c in enumerate(fleet.classes)}
+        fleet.extra = {int(r): e for r, e in meta["extra"].items()}
+        for name, dtype in _COLUMNS:
+            size = n * np.dtype(dtype).itemsize
+            getattr(fleet, name)[:n] = np.frombuffer(data, dtype=dtype, count=n, offset=at)
+            at += size
+        return fleet
+
+    # --- memory ------------------------------------------------------------------------------------------
+
+    def _grow(self, needed: int) -> None:
+        cap = len(self.ts)
+        if needed <= cap:
+            return
+        new_cap = max(needed, cap + cap // 2)
+        for name, dtype in _COLUMNS:
+            old = getattr(self, name)
+            arr = np.full(new_cap, _FILL[name], dtype=dtype)
+            arr[:cap] = old
+            setattr(self, name, arr)

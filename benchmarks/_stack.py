@@ -235,23 +235,47 @@ class Stack:
 
 
 class CpuMeter:
-    """CPU used by a set of processes between :meth:`start` and :meth:`stop`, as cores busy."""
+    """CPU used by a set of processes between :meth:`start` and :meth:`stop`, as cores busy.
 
-    def __init__(self, pids: dict[str, int]):
+    :meth:`follow` narrows the window to while a count grows (e.g. fixes published), so process start-up
+    and draining are left out; :meth:`stop` may be called again to extend it.
+    """
+
+    def __init__(self, pids: dict[str, int], clock: Callable[[], float] = time.monotonic):
         self.pids = dict(pids)
-        self._t0 = 0.0
+        self.clock = clock
+        self._t0 = self._t1 = 0.0
         self._c0: dict[str, float] = {}
         self.cores: dict[str, float] = {}
+        self._count = 0
+        self._grew = 0
+
+    def follow(self, count: int) -> None:
+        """Restart at the first call that sees ``count`` grow, stop at every later one that does."""
+        if count > self._count:
+            if self._grew:
+                self.stop()
+            else:
+                self.start()
+            self._grew += 1
+        self._count = max(self._count, count)
+
+    @property
+    def window_s(self) -> float:
+        return self._t1 - self._t0 if self.cores else 0.0
 
     def start(self) -> CpuMeter:
-        self._t0 = time.monotonic()
+        self._t0 = self.clock()
         self._c0 = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
         return self
 
     def stop(self) -> dict[str, float]:
-        wall = max(1e-9, time.monotonic() - self._t0)
+        self._t1 = self.clock()
+        wall = max(1e-9, self._t1 - self._t0)
         self.cores = {name: (cpu_seconds(pid) - self._c0[name]) / wall for name, pid in self.pids.items()}
         return self.cores
 
     def summary(self) -> str:
-        return ", ".join(f"{name} {c * 100:.0f}%" for name, c in sorted(self.cores.items(), key=lambda kv: -kv[1]))
+        """``name N%`` per process, busiest first, then the total as cores (of ``os.cpu_count()``)."""
+        parts = [f"{name} {c * 100:.0f}%" for name, c in sorted(self.cores.items(), key=lambda kv: -kv[1])]
+        return ", ".join(parts) + f"; total {sum(self.cores.values()):.2f} of {os.cpu_count()} cores"

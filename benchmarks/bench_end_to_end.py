@@ -4,6 +4,12 @@ One Citywatch stack (Tansu, mosquitto, ``citywatch bridge`` and ``citywatch
 worker`` as real processes on free loopback ports, a generated grid of
 ``--zones`` zones seeded through ``CITYWATCH_ZONES__DIR``), then these phases:
 
+loadgen (first, on an MQTT broker of its own with no subscriber)
+    Each publisher kind (``raw``: MQTT packets encoded in bulk on a raw
+    socket; ``paho``: paho-mqtt) publishing single fixes, then arrays, as
+    fast as one process can for ``--loadgen-s``: messages/s and CPU per
+    1,000 messages of the publisher and of the broker. ``--publisher``
+    chooses the kind every other phase uses (default raw).
 latency
     A fixed offered rate (``--rate`` fixes/s, 100-fix arrays), fixes stamped
     with the wall clock as they are published and routed so that a known
@@ -28,8 +34,9 @@ Then, on a fresh stack each, the naive baseline (``naive_worker.py``: one
 Kafka message and one table write per fix, shapely per fix) on the ``array``
 workload; ``vs_naive`` = Citywatch array fixes/s / naive fixes/s.
 
-Prints the figures, CPU per process per phase (what is saturated), and ends
-with one ``key=value`` line. No assertions on timing; every wait is bounded.
+Prints the figures, CPU per process per phase (what is saturated; the
+publisher processes as ``loadgen0``.., with a line saying whether the load
+generator was the limit), and ends with one ``key=value`` line. No assertions on timing; every wait is bounded.
 
     .venv/bin/python benchmarks/bench_end_to_end.py --quick
     .venv/bin/python benchmarks/bench_end_to_end.py --profile /tmp/cw-prof
@@ -68,7 +75,9 @@ from _stack import (  # noqa: E402
     wait_quiet,
     wait_until,
 )
-from _workload import AlertListener, Fleet, Grid, Publishers, epoch  # noqa: E402
+from _workload import PUBLISHERS, AlertListener, Fleet, Grid, Publishers, epoch  # noqa: E402
+
+from engine.brokers.mqtt import start_mqtt_broker  # noqa: E402
 
 MEMORY_WINDOW = 10_000  # fixes in flight while vehicles register: small, so buffers stay small
 RECEIVED, CHECKED = "citywatch_fixes_received_total", "citywatch_zone_checks_total"
@@ -78,10 +87,10 @@ PRODUCED, REJECTED = "citywatch_bridge_fixes_produced_total", "citywatch_bridge_
 PROFILES: dict[str, dict[str, Any]] = {
     "full": dict(zones=10_000, vehicles=10_000, rate=10_000.0, warmup_s=5.0, latency_s=25.0, duration_s=40.0,
                  single_duration_s=30.0, memory_vehicles=100_000, naive="loop,strtree", naive_duration_s=30.0,
-                 drain_timeout_s=60.0, quiesce_s=15.0),
+                 drain_timeout_s=60.0, quiesce_s=15.0, loadgen_s=5.0),
     "quick": dict(zones=2_000, vehicles=2_000, rate=10_000.0, warmup_s=2.0, latency_s=6.0, duration_s=8.0,
                   single_duration_s=6.0, memory_vehicles=10_000, naive="loop", naive_duration_s=8.0,
-                  drain_timeout_s=20.0, quiesce_s=5.0),
+                  drain_timeout_s=20.0, quiesce_s=5.0, loadgen_s=3.0),
 }
 
 
@@ -103,6 +112,7 @@ class Phase:
     drained_at: float | None = None
     bridge: dict[str, float] = field(default_factory=dict)
     cpu: str = ""
+    cores: dict[str, float] = field(default_factory=dict)  # CPU share per process (loadgen0.. the publishers)
 
     def saturated(self, ramp_s: float) -> list[tuple[float, ...]]:
         """Samples up to the last publish from when the pipeline is full: for a closed-loop phase, once
@@ -147,7 +157,7 @@ class System:
         """The fleet's publishers: they remember how far each vehicle has driven, across phases."""
         if fleet.prefix not in self.pubs:
             assert self.stack.mqtt is not None
-            self.pubs[fleet.prefix] = Publishers(fleet, self.stack.mqtt.port)
+            self.pubs[fleet.prefix] = Publishers(fleet, self.stack.mqtt.port, self.cfg.publisher)
         return self.pubs[fleet.prefix]
 
     def counts(self) -> tuple[float, float]:
@@ -164,7 +174,7 @@ class System:
         r0, c0 = m0.get(RECEIVED, 0.0), m0.get(CHECKED, 0.0)
         b0 = self.bridge.metrics()
         p0 = b0.get(PRODUCED, 0.0)
-        meter = CpuMeter({**self.stack.pids(), "harness": os.getpid()}).start()
+        meter = CpuMeter({**self.stack.pids(), "harness": os.getpid()}).start()  # narrowed to publishing below
         t_start = time.time()
         samples: list[tuple[float, float, float, float, float]] = []
         published = [0]
@@ -177,6 +187,7 @@ class System:
                     raise RuntimeError(f"{child.name} exited with code {child.proc.returncode} during {name}; "
                                        f"log {child.log}")
             if sent is not None:
+                meter.follow(sent)
                 published[0] = sent
             r, c = self.counts()
             produced = self.bridge.metrics().get(PRODUCED, p0) - p0
@@ -199,9 +210,10 @@ class System:
         phase = Phase(name, t_start, pub, samples, t_end=pub["t_last"] or time.time(), window=window)
         published[0] = pub["sent_fixes"]
         phase.stopped_early = pub["stopped"]
-        meter.stop()
-        meter.cores["publishers"] = pub["cpu_s"] / max(1e-9, time.time() - t_start)  # they have exited
-        phase.cpu = meter.summary()
+        if not meter.window_s:  # fewer than two ticks saw publishing: the whole phase
+            meter.stop()
+        meter.cores.update(loadgen_cores(pub))  # they have exited: their own account of their CPU
+        phase.cores, phase.cpu = dict(meter.cores), meter.summary()
         # drain: until the worker has received every fix the bridge accepted (bounded)
         def drained() -> bool:
             tick()
@@ -230,6 +242,34 @@ class System:
         return phase
 
 
+def loadgen_cores(pub: dict[str, Any]) -> dict[str, float]:
+    """CPU share of each publisher process (``loadgen0``, ...) while it published, by its own clock."""
+    return {f"loadgen{o['index']}": o["pub_cpu_s"] / o["pub_wall_s"] for o in pub["procs"] if o["pub_wall_s"] > 0}
+
+
+def loadgen_verdict(pub: dict[str, Any], cores: dict[str, float], checked_per_s: float) -> str:
+    """One line: was the load generator the limit? Only if it hardly ever waited (for the closed-loop window,
+    for PUBACKs or for a fixed rate's next message) and the system still kept up with what it offered."""
+    wall = sum(o["pub_wall_s"] for o in pub["procs"])
+    if wall <= 0:
+        return "load generator: no publishing time measured"
+    waited = (pub["gated_s"] + pub["full_s"] + pub["paced_s"]) / wall
+    lg = [v for k, v in cores.items() if k.startswith("loadgen")]
+    offered = pub["sent_fixes"] / max(1e-9, pub["t_last"] - pub["t_first"])
+    idle = max(0.0, (os.cpu_count() or 1) - sum(cores.values()))
+    line = (f"load generator ({pub['publisher']}, {len(lg)} process{'es' if len(lg) != 1 else ''}): "
+            f"{sum(lg) * 100:.0f}% of a core (busiest process {max(lg, default=0) * 100:.0f}%), waited {waited:.0%} "
+            f"of its time (window {pub['gated_s']:.1f} s, PUBACKs {pub['full_s']:.1f} s, rate {pub['paced_s']:.1f} s); "
+            f"offered {offered:,.0f} fixes/s, the worker checked {checked_per_s:,.0f}; {idle:.2f} cores idle: ")
+    if waited >= 0.1:
+        line += "not the limit (it waited for the system)"
+        return line + (", but it takes more than half a core the system could use" if max(lg, default=0) > 0.5 else "")
+    if checked_per_s >= 0.9 * offered:
+        return line + "it WAS the limit (publishing flat out, and the system kept up)"
+    return line + ("not the limit: it published flat out but the system fell behind (a backlog built up); "
+                   f"it still took {sum(lg) * 100:.0f}% of a core from the system")
+
+
 def report_phase(p: Phase, ramp_s: float) -> None:
     pub, sent = p.pub, p.pub["sent_fixes"]
     dur = max(1e-9, p.t_end - p.t_start)
@@ -252,6 +292,7 @@ def report_phase(p: Phase, ramp_s: float) -> None:
     if p.batches:
         print(f"  worker batches: {p.batches:,.0f}, {p.batch_mean:,.0f} fixes each on average")
     print(f"  CPU (share of one core) while publishing: {p.cpu}")
+    print(f"  {loadgen_verdict(pub, p.cores, p.steady_rate(ramp_s))}")
     for e in pub["errors"]:
         print(f"  publisher error: {e}")
 
@@ -316,6 +357,46 @@ def wait_ready(stack: Stack, worker, bridge, system: System, n_zones: int) -> No
     print(f"  ready in {time.monotonic() - t0:.1f} s (bridge subscribed {t_bridge:.1f} s, worker serving with "
           f"zones loaded {t_zones:.1f} s, first fixes processed {time.monotonic() - t0:.1f} s; "
           f"pids: worker {worker.pid}, bridge {bridge.pid})")
+
+
+def run_loadgen(cfg: argparse.Namespace, grid: Grid, work: Path) -> dict[str, float]:
+    """Each publisher kind alone, one process, publishing as fast as it can into a fresh MQTT broker with no
+    subscriber: the most it can offer, and its CPU (and the broker's) per 1,000 messages."""
+    fleet = Fleet(grid, cfg.vehicles, step=cfg.enter_fraction)
+    broker = start_mqtt_broker("127.0.0.1", free_port(), workdir=work / "mqtt", prefer=cfg.mqtt_broker)
+    print(f"\n== load generator alone: one publisher process -> {broker.name} on port {broker.port} (no subscriber), "
+          f"{cfg.loadgen_s:.0f} s each, not gated")
+    fig: dict[str, float] = {}
+    try:
+        assert broker.proc is not None
+        for shape in ("single", "array"):
+            for kind in ("paho", "raw"):
+                meter = CpuMeter({broker.name: broker.proc.pid}).start()   # the broker idles but for this run
+                pub = Publishers(fleet, broker.port, kind).run(n=1, shape=shape, per_message=cfg.per_message,
+                                                               duration_s=cfg.loadgen_s)
+                broker_s = meter.stop()[broker.name] * meter.window_s
+                o = pub["procs"][0] if pub["procs"] else None
+                if o is None or not o["sent_msgs"] or o["pub_wall_s"] <= 0:
+                    print(f"  {shape:<6} {kind:<4}: nothing published ({'; '.join(pub['errors']) or 'no result'})")
+                    continue
+                msgs, wall = o["sent_msgs"], o["pub_wall_s"]
+                rate = msgs / wall
+                pub_ms = o["pub_cpu_s"] / msgs * 1e6   # ms of CPU per 1,000 messages
+                broker_ms = broker_s / msgs * 1e6
+                print(f"  {shape:<6} {kind:<4}: {rate:>9,.0f} messages/s ({rate * o['sent_fixes'] / msgs:>9,.0f} "
+                      f"fixes/s), {o['acked_msgs']:,} of {msgs:,} acknowledged; publisher "
+                      f"{o['pub_cpu_s'] / wall:.0%} of a core, {pub_ms:,.1f} ms CPU per 1,000 messages; "
+                      f"{broker.name} {broker_s / wall:.0%}, {broker_ms:,.1f} ms per 1,000"
+                      + "".join(f"; error: {e}" for e in pub["errors"]))
+                if shape == "single":
+                    fig[f"loadgen_msgs_per_s_{kind}"] = rate
+                    fig[f"loadgen_cpu_ms_per_1k_{kind}"] = pub_ms
+    finally:
+        broker.stop()
+    if "loadgen_cpu_ms_per_1k_raw" in fig and "loadgen_cpu_ms_per_1k_paho" in fig:
+        ratio = fig["loadgen_cpu_ms_per_1k_raw"] / fig["loadgen_cpu_ms_per_1k_paho"]
+        print(f"  single-fix messages: raw costs {ratio:.0%} of paho's CPU per message")
+    return fig
 
 
 def run_citywatch(cfg: argparse.Namespace, grid: Grid, zones_dir: Path, work: Path) -> dict[str, float]:
@@ -508,6 +589,12 @@ def run(cfg: argparse.Namespace) -> dict[str, float]:
     fig: dict[str, float] = {"zones": grid.n_zones, "vehicles": cfg.vehicles}
     errors = 0
     try:
+        if "loadgen" in cfg.phases:
+            try:
+                fig.update(run_loadgen(cfg, grid, work / "loadgen"))
+            except Exception:  # noqa: BLE001 - reported; the system phases still run
+                traceback.print_exc()
+                errors += 1
         try:
             fig.update(run_citywatch(cfg, grid, zones_dir, work / "citywatch"))
         except Exception:  # noqa: BLE001 - reported; the baselines still run
@@ -569,8 +656,12 @@ def kv_line(fig: dict[str, float]) -> str:
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--quick", action="store_true", help="small counts: a smoke run in well under 2 minutes")
     ap.add_argument("--root", type=Path, default=ROOT, help="source tree whose engine is run (default: this repo)")
-    ap.add_argument("--phases", default="latency,array,single,memory,naive",
-                    help="comma-separated subset of latency,array,single,memory,naive")
+    ap.add_argument("--phases", default="loadgen,latency,array,single,memory,naive",
+                    help="comma-separated subset of loadgen,latency,array,single,memory,naive")
+    ap.add_argument("--publisher", choices=PUBLISHERS, default="raw",
+                    help="load generator: raw (MQTT packets encoded in bulk on a raw socket) or paho (paho-mqtt)")
+    ap.add_argument("--loadgen-s", type=float,
+                    help="seconds each publisher kind runs alone against an MQTT broker in the loadgen phase")
     ap.add_argument("--zones", type=int, help="zones in the generated grid (full 10,000, quick 2,000)")
     ap.add_argument("--vehicles", type=int, help="vehicles of the moving fleet (full 10,000, quick 2,000)")
     ap.add_argument("--enter-fraction", type=float, default=0.01, help="fraction of fixes that enter a zone")

@@ -1,4 +1,8 @@
-"""The zone checker alone, in one process: decode + ``ZoneChecker.check`` on partition batches, no Kafka, no Faust.
+"""The zone checker alone, in one process: decode + check on partition batches, no Kafka, no Faust.
+
+Two paths side by side: ``columns`` (what the worker runs: ``decode_columns`` + ``ZoneChecker.check_columns``,
+the fast lane for vehicles far from zones or settled inside one) and ``per_fix`` (``decode_fixes`` +
+``ZoneChecker.check``, a Python object per fix), and the ratio between them.
 
 The workload of ``bench_engine.py`` (vehicles driving along the zone grid,
 1 % of fixes entering a zone), as 5,000-fix records; the first round
@@ -23,11 +27,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _workload import CLASSES, Fleet, Grid  # noqa: E402
+from _workload import Fleet, Grid  # noqa: E402
+from bench_engine import workload_columns  # noqa: E402
 
 from engine.clock import SystemClock  # noqa: E402
 from engine.geofence.checker import ZoneChecker  # noqa: E402
@@ -35,25 +39,27 @@ from engine.geofence.index import ZoneIndex  # noqa: E402
 from engine.geofence.zones import load_zone_dir  # noqa: E402
 from engine.runtime import tune_gc  # noqa: E402
 from engine.settings import Settings  # noqa: E402
-from engine.telemetry.models import decode_fixes  # noqa: E402
+from engine.telemetry import wire  # noqa: E402
+from engine.geofence.intake import log_position  # noqa: E402
+from engine.telemetry.models import decode_columns, decode_fixes  # noqa: E402
 
 
 def rounds(fleet: Fleet, n_rounds: int, per_record: int) -> list[list[bytes]]:
-    """Per round, every vehicle's next fix, ``per_record`` fixes per record."""
+    """Per round, every vehicle's next fix, ``per_record`` fixes per record (the bridge's format)."""
     n = fleet.n_vehicles
     ids = [fleet.vehicle_id(v) for v in range(n)]
     t0 = time.time() - 3600
+    v_all = np.arange(n)
     out = []
     for k in range(n_rounds):
-        lon, lat, _ = fleet.positions(np.arange(n), np.full(n, k))
-        vals = [orjson.dumps({"vehicle_id": ids[v], "class": CLASSES[v % len(CLASSES)], "ts": t0 + k,
-                              "lat": round(float(lat[v]), 7), "lon": round(float(lon[v]), 7), "speed_kmh": 30.0})
-                for v in range(n)]
-        out.append([b"[" + b",".join(vals[i:i + per_record]) + b"]" for i in range(0, n, per_record)])
+        lon, lat, _ = fleet.positions(v_all, np.full(n, k))
+        lon, lat = np.broadcast_to(lon, (n,)), np.broadcast_to(lat, (n,))
+        cols = workload_columns(ids, v_all, np.full(n, t0 + k), lat, lon)
+        out.append([wire.encode(cols.take(np.arange(i, min(i + per_record, n)))) for i in range(0, n, per_record)])
     return out
 
 
-def measure(checker: ZoneChecker, data: list[list[bytes]]) -> tuple[float, int, int]:
+def measure(checker: ZoneChecker, data: list[list[bytes]], path: str) -> tuple[float, int, int]:
     """CPU fixes/s over rounds 2.., alerts, rejections; states kept in a plain dict like the worker's memory."""
     states: dict[str, dict] = {}
     offset = 0
@@ -62,13 +68,20 @@ def measure(checker: ZoneChecker, data: list[list[bytes]]) -> tuple[float, int, 
     for k, records in enumerate(data):
         t = time.process_time()
         for rec in records:
-            fixes = decode_fixes(rec)
-            res = checker.check(fixes, {f.vehicle_id: states.get(f.vehicle_id) for f in fixes},
-                                [(offset, i) for i in range(len(fixes))])
+            if path == "columns":
+                cols = decode_columns(rec)
+                n = len(cols)
+                res = checker.check_columns(cols, {vid: states.get(vid) for vid in cols.vehicle_id},
+                                            log_position(offset, 0) + np.arange(n, dtype=np.int64))
+            else:
+                fixes = decode_fixes(rec)
+                n = len(fixes)
+                res = checker.check(fixes, {f.vehicle_id: states.get(f.vehicle_id) for f in fixes},
+                                    [(offset, i) for i in range(n)])
             states.update(res.states)
             offset += 1
             if k:
-                fixes_timed += len(fixes)
+                fixes_timed += n
                 alerts += len(res.alerts)
                 rejected += len(res.rejections)
         if k:
@@ -97,12 +110,14 @@ def main() -> int:
             tune_gc()
         else:
             gc.set_threshold(700, 10, 10)
-        checker = ZoneChecker(index, tz=settings.city.tz, clock=SystemClock(), settings=settings)
-        rate, alerts, rejected = measure(checker, data)
-        fig[f"checker_fixes_per_s_{name}"] = rate
-        print(f"  {name:<11} {rate:>10,.0f} fixes/s per CPU second ({1e6 / rate:.1f} us/fix); "
-              f"{alerts:,} alerts, {rejected:,} rejected")
-    fig["gc_tuning_ratio"] = fig["checker_fixes_per_s_tuned_gc"] / fig["checker_fixes_per_s_default_gc"]
+        for path in ("columns", "per_fix"):
+            checker = ZoneChecker(index, tz=settings.city.tz, clock=SystemClock(), settings=settings)
+            rate, alerts, rejected = measure(checker, data, path)
+            fig[f"checker_fixes_per_s_{path}_{name}"] = rate
+            print(f"  {path:<8} {name:<11} {rate:>10,.0f} fixes/s per CPU second ({1e6 / rate:.1f} us/fix); "
+                  f"{alerts:,} alerts, {rejected:,} rejected")
+    fig["gc_tuning_ratio"] = fig["checker_fixes_per_s_columns_tuned_gc"] / fig["checker_fixes_per_s_columns_default_gc"]
+    fig["columns_vs_per_fix"] = fig["checker_fixes_per_s_columns_tuned_gc"] / fig["checker_fixes_per_s_per_fix_tuned_gc"]
     print(" ".join(f"{k}={v:.0f}" if v > 100 else f"{k}={v:.2f}" for k, v in fig.items()))
     return 0
 

@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import orjson
 from aiokafka import AIOKafkaProducer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -40,40 +39,53 @@ from _workload import CLASSES, Fleet, Grid  # noqa: E402
 
 from engine.kafka.topics import ensure_topics  # noqa: E402
 from engine.settings import Settings  # noqa: E402
+from engine.telemetry import wire  # noqa: E402
 from engine.telemetry.batching import partition_for  # noqa: E402
+from engine.telemetry.columns import FixColumns  # noqa: E402
 
 CHECKED = "citywatch_zone_checks_total"
 
 
+CLASS_TABLE = tuple(dict.fromkeys(CLASSES))
+CLASS_CODES = np.array([CLASS_TABLE.index(c) for c in CLASSES], dtype=np.uint8)
+
+
+def workload_columns(ids: list[str], v: np.ndarray, ts: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> FixColumns:
+    """Fixes of vehicles ``v`` as the bridge produces them: class by vehicle, 30 km/h, source ``mqtt``."""
+    m = len(v)
+
+    def missing() -> np.ndarray:
+        return np.full(m, np.nan)
+
+    return FixColumns([ids[i] for i in v.tolist()], np.asarray(ts, dtype=np.float64), np.round(lat, 7),
+                      np.round(lon, 7), np.full(m, 30.0), missing(), missing(), missing(),
+                      np.full(m, -1, np.int64), np.full(m, -1, np.int64), np.full(m, -1, np.int8),
+                      CLASS_CODES[v % len(CLASSES)], np.zeros(m, np.uint8), classes=CLASS_TABLE, sources=("mqtt",))
+
+
 def records(fleet: Fleet, n_fixes: int, batch: int, partitions: int, t0: float) -> list[tuple[int, bytes, bytes]]:
-    """(partition, key, value) records: fix k of every vehicle, then k+1 ...; ``batch`` fixes per record."""
+    """(partition, key, value) records: fix k of every vehicle, then k+1 ...; ``batch`` fixes per record.
+
+    Each record is what the bridge writes (:mod:`engine.telemetry.wire`), keyed by its first vehicle.
+    """
     n = fleet.n_vehicles
     ids = [fleet.vehicle_id(v) for v in range(n)]
-    keys = [i.encode() for i in ids]
-    part = [partition_for(k, partitions) for k in keys]
-    pending: dict[int, list[bytes]] = {p: [] for p in range(partitions)}
-    first_key: dict[int, bytes] = {}
-    out: list[tuple[int, bytes, bytes]] = []
+    part = np.array([partition_for(i.encode(), partitions) for i in ids])
     v_all = np.arange(n)
-    rounds = -(-n_fixes // n)
-    done = 0
-    for k in range(rounds):
+    vs, ts, lats, lons = [], [], [], []
+    for k in range(-(-n_fixes // n)):
+        m = min(n, n_fixes - k * n)
         lon, lat, _ = fleet.positions(v_all, np.full(n, k))
-        lon, lat = np.broadcast_to(lon, (n,)).tolist(), np.broadcast_to(lat, (n,)).tolist()
-        ts = t0 + k * 1.0
-        for v in range(min(n, n_fixes - done)):
-            p = part[v]
-            first_key.setdefault(p, keys[v])
-            pending[p].append(orjson.dumps({"vehicle_id": ids[v], "class": CLASSES[v % len(CLASSES)], "ts": ts,
-                                            "lat": round(lat[v], 7), "lon": round(lon[v], 7), "speed_kmh": 30.0,
-                                            "source": "mqtt"}))
-            if len(pending[p]) >= batch:
-                out.append((p, first_key.pop(p), b"[" + b",".join(pending[p]) + b"]"))
-                pending[p] = []
-        done += min(n, n_fixes - done)
-    for p, vals in pending.items():
-        if vals:
-            out.append((p, first_key.pop(p), b"[" + b",".join(vals) + b"]"))
+        vs.append(v_all[:m])
+        ts.append(np.full(m, t0 + k * 1.0))
+        lats.append(np.broadcast_to(lat, (n,))[:m])
+        lons.append(np.broadcast_to(lon, (n,))[:m])
+    v, t, lat, lon = (np.concatenate(x) for x in (vs, ts, lats, lons))
+    out: list[tuple[int, bytes, bytes]] = []
+    for p in range(partitions):
+        rows = np.flatnonzero(part[v] == p)  # in fix order: each vehicle's fixes in time order
+        for r in (rows[i:i + batch] for i in range(0, len(rows), batch)):
+            out.append((p, ids[v[r[0]]].encode(), wire.encode(workload_columns(ids, v[r], t[r], lat[r], lon[r]))))
     return out
 
 

@@ -4,6 +4,9 @@ Entry points and the real code each input goes through (the checks live in ``tes
 
 - ``mqtt``: gateway payloads (objects, mixed arrays, raw bytes, NaN/Infinity, non-UTF-8, deep nesting, limits)
   through the bridge's ``parse_payload``, accepted fixes then through the worker's ``decode_fixes``;
+- ``mqtt_paths``: those payloads and mostly good ones (one field at an edge) through the columnar
+  ``parse_payload`` and the per-element ``parse_payload_slow``: the same fixes accepted, the same rejections
+  (reason, detail, index, raw);
 - ``fixes_record``: anything a foreign producer could put on the ``fixes`` topic, through ``decode_fixes``;
 - ``zones`` / ``zone_file``: GeoJSON documents and raw files through the zone loader;
 - ``vetting``: HTTP / Kafka bodies of applications and records through the vetting intake and its rejection record;
@@ -12,8 +15,9 @@ Entry points and the real code each input goes through (the checks live in ``tes
 
 A crash is any exception other than the entry point's own error type, or a broken property (an input
 neither accepted nor rejected, an unknown reason, a good element of a mixed array rejected, a raw ID
-number echoed). Most inputs come from a fast seeded mutator; ``--hypothesis N`` adds N examples per entry
-point from the hypothesis strategies the test suite uses. Usage::
+number echoed, the columnar and per-element MQTT paths disagreeing). Most inputs come from a fast seeded
+mutator; ``--hypothesis N`` adds N examples per entry point from the hypothesis strategies the test suite
+uses. Usage::
 
     .venv/bin/python benchmarks/bench_fuzz.py [--inputs 100000] [--seed 1] [--hypothesis 500]
 
@@ -35,8 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.fuzz import inputs as fz  # noqa: E402
 
 #: Share of the inputs per entry point (the cheap, high-volume ones get more).
-MIX = {"mqtt": 0.55, "fixes_record": 0.12, "zones": 0.12, "zone_file": 0.03, "vetting": 0.12, "config": 0.04,
-       "open311": 0.02}
+MIX = {"mqtt": 0.45, "mqtt_paths": 0.10, "fixes_record": 0.12, "zones": 0.12, "zone_file": 0.03, "vetting": 0.12,
+       "config": 0.04, "open311": 0.02}
 
 
 def open311_check():  # type: ignore[no-untyped-def]
@@ -61,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     o311 = open311_check()
     gens = {
         "mqtt": lambda: (fz.check_mqtt, (m.mqtt(),)),
+        "mqtt_paths": lambda: (fz.check_mqtt_paths, (m.mqtt_near_good() if m.r.random() < 0.5 else m.mqtt(),)),
         "fixes_record": lambda: (fz.check_fixes_record, (m.fixes_record(),)),
         "zones": lambda: (fz.check_zones, (m.feature_collection(),)),
         "zone_file": lambda: (fz.check_zone_file, (m.zone_bytes(), scratch / "zones.geojson")),
@@ -130,6 +135,7 @@ def hypothesis_inputs(n: int, scratch: Path, it):  # type: ignore[no-untyped-def
     out: list[tuple] = []
     strategies = [
         ("mqtt", fz.mqtt_payloads(), lambda x: (fz.check_mqtt, (x,))),
+        ("mqtt_paths", fz.mqtt_payloads(), lambda x: (fz.check_mqtt_paths, (x,))),
         ("fixes_record", st.binary(max_size=300), lambda x: (fz.check_fixes_record, (x,))),
         ("zones", fz.feature_collections(), lambda x: (fz.check_zones, (x,))),
         ("vetting", fz.vetting_bodies(), lambda x: (fz.check_vetting, (*x, it))),

@@ -38,6 +38,7 @@ from datetime import datetime
 from typing import Any
 
 import faust
+import numpy as np
 from aiokafka.partitioner import DefaultPartitioner
 from faust.types import TP
 
@@ -50,7 +51,8 @@ from engine.geofence.live_states import LiveStates, is_durable
 from engine.geofence.offline import Progress, scan_offline
 from engine.metrics import WorkerMetrics
 from engine.settings import Settings
-from engine.telemetry.models import Fix, decode_fixes
+from engine.telemetry.columns import FixColumns, concat
+from engine.telemetry.models import decode_columns
 from engine.telemetry.validation import Rejection
 from engine.topics import Topics
 
@@ -82,40 +84,41 @@ def register(app: faust.App, topics: Topics, settings: Settings, metrics: Worker
     async def check_zones(stream):
         w = settings.worker
         async for events in stream.take_events(w.batch_size, within=w.batch_window_s):
-            fixes: list[Fix] = []
-            positions: list[int] = []  # log_position(offset, index in record): tells replays from late fixes
+            parts: list[FixColumns] = []
+            bases: list[np.ndarray] = []   # log_position(offset, index in record): tells replays from late fixes
             newest: dict[int, float] = {}          # partition -> newest fix read from it (stream progress)
             partition_of: dict[str, int] = {}
             bad: list[Rejection] = []
             for ev in events:
                 m = ev.message
                 try:
-                    decoded = decode_fixes(ev.value)
+                    decoded = decode_columns(ev.value)
                 except Exception as exc:  # noqa: BLE001 - a foreign producer's record
                     log.error("check_zones: undecodable record at %s[%s]@%s: %s", m.topic, m.partition, m.offset, exc)
                     bad.append(Rejection("bad_record", f"undecodable record at {m.topic}[{m.partition}]@{m.offset}: "
                                          f"{exc}"[:300], bytes(ev.value or b""), topic=m.topic, source="kafka"))
                     continue
-                if not decoded:
+                if not len(decoded):
                     continue
-                fixes.extend(decoded)
-                base = log_position(m.offset, 0)
-                positions.extend(range(base, base + len(decoded)))
+                parts.append(decoded)
+                bases.append(log_position(m.offset, 0) + np.arange(len(decoded), dtype=np.int64))
                 p = m.partition
-                newest[p] = max(newest.get(p, 0.0), max(f.ts for f in decoded))
-                for f in decoded:
-                    partition_of[f.vehicle_id] = p
+                newest[p] = max(newest.get(p, 0.0), float(decoded.ts.max()))
+                partition_of.update(dict.fromkeys(decoded.vehicle_id, p))
+            cols = concat(parts)
             try:
-                for source, n in Counter(f.source for f in fixes).items():  # one increment per source, not per fix
-                    metrics.fixes_received.labels(source).inc(n)
+                counts = np.bincount(cols.source_code, minlength=len(cols.sources))
+                for source, n in zip(cols.sources, counts.tolist()):  # one increment per source, not per fix
+                    if n:
+                        metrics.fixes_received.labels(source).inc(n)
                 async with table_lock:
                     before = {vid: states.get(p, vid) for vid, p in partition_of.items()}
-                    result = checker.check(fixes, before, positions)
+                    result = checker.check_columns(cols, before, np.concatenate(bases) if bases else None)
                     metrics.zone_checks.inc(result.checked)
                     metrics.fixes_late.inc(result.late)
                     for p, ts in newest.items():
                         progress.update(p, clock.now(), ts)
-                    metrics.batch_size.observe(len(fixes))
+                    metrics.batch_size.observe(len(cols))
                     # Alerts before state: a worker killed in between replays the batch and repeats the
                     # alerts (same ids) instead of losing them behind a state that already moved on.
                     event_ts = {a["alert_id"]: f_ts(a) for a in result.alerts if not a.get("late")}
@@ -126,12 +129,12 @@ def register(app: faust.App, topics: Topics, settings: Settings, metrics: Worker
                 await reject(bad + result.rejections)
             except Exception:  # noqa: BLE001 - keep the agent alive; the batch is kept on fixes.rejected
                 first = events[0].message
-                log.exception("check_zones: batch of %d fixes from %s[%s]@%s failed", len(fixes), first.topic,
+                log.exception("check_zones: batch of %d fixes from %s[%s]@%s failed", len(cols), first.topic,
                               first.partition, first.offset)
                 metrics.processing_errors.labels("check_zones").inc()
                 await reject([Rejection("processing_error", "the worker failed on this fix; see its log",
                                         f.to_json(), topic=first.topic, vehicle_id=f.vehicle_id, source="worker")
-                              for f in fixes])
+                              for f in cols.fixes()])
             lag.read(clock.now(), ((ev.message.partition, ev.message.offset, ev.message.timestamp) for ev in events))
 
     @app.timer(interval=settings.worker.checkpoint_s)

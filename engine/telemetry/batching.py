@@ -1,10 +1,19 @@
 """Group validated fixes by the Kafka partition their vehicle hashes to.
 
-The bridge produces one ``fixes`` message per partition batch (a JSON array),
-so a worker reads many fixes per Kafka message while every vehicle's fixes
-and table state stay on the vehicle's own partition. Partitioning is Kafka's
-default (murmur2 of the key), the same hash Faust's tables use, so a batch
-keyed by any of its vehicles lands on the batch's partition.
+The bridge produces one ``fixes`` record per partition batch (binary columns,
+:mod:`engine.telemetry.wire`), so a worker reads many fixes per Kafka record
+while every vehicle's fixes and table state stay on the vehicle's own
+partition. Partitioning is Kafka's default (murmur2 of the key), the same hash
+Faust's tables use, so a batch keyed by any of its vehicles lands on the
+batch's partition. murmur2 is pure Python, so each vehicle's partition is
+computed once and kept (``PARTITION_CACHE_MAX`` vehicles, then the cache
+starts over).
+
+A batch holds column chunks, each the rows one MQTT message gave the
+partition (in the message's order), and the message each chunk came from;
+they are joined and encoded only when the batch is sent (:meth:`Batch.payload`).
+A batch never holds more than ``max_fixes`` fixes: a chunk that does not fit
+is split, its head closing the full batch and its rest opening the next.
 """
 
 from __future__ import annotations
@@ -12,9 +21,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+import numpy as np
 from aiokafka.partitioner import murmur2
 
+from engine.telemetry import wire
+from engine.telemetry.columns import FixColumns, concat
+
 T = TypeVar("T")
+
+PARTITION_CACHE_MAX = 1_000_000
 
 
 def partition_for(key: bytes, partitions: int) -> int:
@@ -26,32 +41,69 @@ def partition_for(key: bytes, partitions: int) -> int:
 class Batch(Generic[T]):
     partition: int
     key: bytes            # the first vehicle's id: hashes to ``partition``
-    values: list[bytes] = field(default_factory=list)
-    tags: list[T] = field(default_factory=list)   # what each value belongs to (the MQTT message)
+    chunks: list[FixColumns] = field(default_factory=list)
+    tags: list[T] = field(default_factory=list)   # what each chunk belongs to (the MQTT message)
+    fixes: int = 0
     started: float = 0.0
 
     def payload(self) -> bytes:
-        return self.values[0] if len(self.values) == 1 else b"[" + b",".join(self.values) + b"]"
+        return wire.encode(concat(self.chunks))
 
 
 class PartitionBatcher(Generic[T]):
     """Per-partition buffers flushed by size (``max_fixes``) or age (``linger_s``)."""
 
-    def __init__(self, partitions: int, *, max_fixes: int, linger_s: float):
+    def __init__(self, partitions: int, *, max_fixes: int, linger_s: float,
+                 cache_max: int = PARTITION_CACHE_MAX):
         self.partitions, self.max_fixes, self.linger_s = partitions, max(1, max_fixes), linger_s
         self._open: dict[int, Batch[T]] = {}
+        self._partition_of: dict[str, int] = {}
+        self._cache_max = cache_max
 
-    def add(self, key: bytes, value: bytes, tag: T, now: float) -> Batch[T] | None:
-        """Buffer one fix; returns a batch that is full and must be sent now."""
-        p = partition_for(key, self.partitions)
-        batch = self._open.get(p)
-        if batch is None:
-            batch = self._open[p] = Batch(p, key, started=now)
-        batch.values.append(value)
-        batch.tags.append(tag)
-        if len(batch.values) >= self.max_fixes:
-            return self._open.pop(p)
-        return None
+    def partitions_of(self, ids: list[str]) -> list[int]:
+        """Each vehicle's partition (cached: murmur2 in Python is slow per fix)."""
+        cache = self._partition_of
+        parts = list(map(cache.get, ids))
+        if None in parts:
+            for i, p in enumerate(parts):
+                if p is None:
+                    if len(cache) >= self._cache_max:
+                        cache.clear()
+                    parts[i] = cache[ids[i]] = partition_for(ids[i].encode(), self.partitions)
+        return parts  # type: ignore[return-value]
+
+    def add(self, cols: FixColumns, tag: T, now: float) -> list[Batch[T]]:
+        """Buffer one message's fixes on their partitions' batches; returns the batches now full (send them)."""
+        n = len(cols)
+        if n == 0:
+            return []
+        parts = self.partitions_of(cols.vehicle_id)
+        full: list[Batch[T]] = []
+        if parts.count(parts[0]) == n:  # one vehicle, or vehicles of one partition: no split
+            self._append(parts[0], cols, tag, now, full)
+            return full
+        p = np.asarray(parts)
+        order = np.argsort(p, kind="stable")  # stable: each partition's rows keep the message's order
+        for rows in np.split(order, np.flatnonzero(np.diff(p[order])) + 1):
+            self._append(parts[rows[0]], cols.take(rows), tag, now, full)
+        return full
+
+    def _append(self, p: int, chunk: FixColumns, tag: T, now: float, full: list[Batch[T]]) -> None:
+        while True:
+            batch = self._open.get(p)
+            if batch is None:
+                batch = self._open[p] = Batch(p, chunk.vehicle_id[0].encode(), started=now)
+            room = self.max_fixes - batch.fixes
+            head, rest = (chunk, None) if len(chunk) <= room else (chunk.take(np.arange(room)),
+                                                                   chunk.take(np.arange(room, len(chunk))))
+            batch.chunks.append(head)
+            batch.tags.append(tag)
+            batch.fixes += len(head)
+            if batch.fixes >= self.max_fixes:
+                full.append(self._open.pop(p))
+            if rest is None:
+                return
+            chunk = rest
 
     def due(self, now: float) -> list[Batch[T]]:
         """Batches older than the linger time (taken out of the buffer)."""
@@ -66,4 +118,4 @@ class PartitionBatcher(Generic[T]):
         return out
 
     def __len__(self) -> int:
-        return sum(len(b.values) for b in self._open.values())
+        return sum(b.fixes for b in self._open.values())

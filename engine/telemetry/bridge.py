@@ -46,6 +46,7 @@ from engine.settings import Settings
 from engine.telemetry.batching import Batch, PartitionBatcher
 from engine.telemetry.bridge_http import BridgeHttp
 from engine.telemetry.broker_drops import BrokerDropWatch
+from engine.telemetry.columns import FixColumns, from_fixes
 from engine.telemetry.delivery import KafkaHealth, OrderedLanes, Record, deliver
 from engine.telemetry.validation import Parsed, Rejection, parse_payload
 
@@ -184,14 +185,32 @@ class Bridge:
         task.add_done_callback(self._tasks.discard)
 
     def _send_batch(self, batch: Batch[Ticket]) -> None:
-        def delivered() -> None:
-            self.metrics.fixes_produced.inc(len(batch.values))
-            self.metrics.batches_produced.inc()
-            for ticket in batch.tags:
-                self._done(ticket)
+        fixes, acks = batch.fixes, [(ticket, len(chunk)) for ticket, chunk in zip(batch.tags, batch.chunks)]
+        try:
+            value = batch.payload()
+        except ValueError as exc:  # validated fixes always encode: a bug must not stop the bridge nor lose messages
+            log.exception("bridge: could not encode a batch of %d fixes for partition %d", fixes, batch.partition)
+            for ticket, n in acks:
+                self._reject_unencoded(ticket, n, exc)
+            return
 
-        record = Record(self.settings.kafka.topics.fixes, batch.payload(), batch.key, batch.partition, delivered)
-        self._lanes.put(batch.partition, record)
+        def delivered() -> None:
+            self.metrics.fixes_produced.inc(fixes)
+            self.metrics.batches_produced.inc()
+            for ticket, n in acks:
+                self._done(ticket, n)
+
+        self._lanes.put(batch.partition, Record(self.settings.kafka.topics.fixes, value, batch.key, batch.partition,
+                                                delivered))
+
+    def _reject_unencoded(self, ticket: Ticket, n: int, exc: ValueError) -> None:
+        """The message whose ``n`` fixes were in a batch that did not encode, whole, to ``fixes.rejected``."""
+        msg = ticket.msg
+        r = Rejection("internal_error", f"{n} of its fixes were in a batch the bridge could not encode: {exc}"[:300],
+                      msg.payload, topic=msg.topic, received_at=self.clock.now())
+        ticket.rejections.append(r)
+        self._track(deliver(self._attempt, Record(self.settings.kafka.topics.fixes_rejected, r.to_json(), None, None,
+                                                  lambda: self._done(ticket, n)), self._health))
 
     def _handle(self, msg: mqtt.MQTTMessage) -> None:
         """Validate one MQTT message; buffer its fixes, send its rejections."""
@@ -201,9 +220,11 @@ class Bridge:
             parsed = parse_payload(msg.payload, topic=msg.topic, settings=self.settings, now=now)
         except Exception as exc:  # noqa: BLE001 - a bug must not stop the bridge nor lose the message
             log.exception("bridge: validating a message on %s failed", msg.topic)
-            parsed = Parsed([], [Rejection("internal_error", f"validation raised {type(exc).__name__}", msg.payload,
-                                           topic=msg.topic, received_at=now)])
-        ticket = Ticket(msg, len(parsed.fixes) + len(parsed.rejections), parsed.rejections)
+            parsed = Parsed(FixColumns.empty(), [Rejection("internal_error", f"validation raised {type(exc).__name__}",
+                                                           msg.payload, topic=msg.topic, received_at=now)])
+        fixes = parsed.fixes
+        cols = fixes if isinstance(fixes, FixColumns) else from_fixes(fixes)
+        ticket = Ticket(msg, len(cols) + len(parsed.rejections), parsed.rejections)  # one per fix and rejection
         if ticket.remaining == 0:  # nothing in it (an empty array): nothing to wait for
             ticket.remaining = 1
             self._done(ticket)
@@ -213,11 +234,8 @@ class Bridge:
             record = Record(rejected_topic, r.to_json(), r.vehicle_id.encode() if r.vehicle_id else None, None,
                             lambda t=ticket: self._done(t))
             self._track(deliver(self._attempt, record, self._health))
-        mono = time.monotonic()
-        for f in parsed.fixes:
-            full = self._batcher.add(f.vehicle_id.encode(), f.to_json(), ticket, mono)
-            if full is not None:
-                self._send_batch(full)
+        for full in self._batcher.add(cols, ticket, time.monotonic()):
+            self._send_batch(full)
 
     async def _pump(self) -> None:
         linger = self.settings.bridge.batch_linger_ms / 1000.0

@@ -116,22 +116,37 @@ def from_fixes(fixes: Sequence[Fix]) -> FixColumns:
 
 
 def concat(parts: Sequence[FixColumns]) -> FixColumns:
-    """One set of columns from several (their class and source tables merged)."""
+    """One set of columns from several (their class and source tables merged).
+
+    Cost per part is a dict lookup of its tables, not a numpy call, so joining many one-row parts (the
+    bridge's batch of single-fix messages) stays cheap.
+    """
     if len(parts) == 1:
         return parts[0]
     if not parts:
         return FixColumns.empty()
-    classes: dict[str, int] = {}
-    sources: dict[str, int] = {}
-    class_codes, source_codes = [], []
-    for p in parts:
-        cmap = np.array([classes.setdefault(c, len(classes)) for c in p.classes] or [0], dtype=np.uint8)
-        smap = np.array([sources.setdefault(s, len(sources)) for s in p.sources] or [0], dtype=np.uint8)
-        class_codes.append(cmap[p.class_code])
-        source_codes.append(smap[p.source_code])
-    if len(classes) > 255 or len(sources) > 255:
-        raise ValueError("more than 255 distinct classes or sources in one batch")
+    class_code, classes = _merged_codes(parts, "classes", "class_code")
+    source_code, sources = _merged_codes(parts, "sources", "source_code")
     ids = [vid for p in parts for vid in p.vehicle_id]
     arrays = [np.concatenate([getattr(p, name) for p in parts]) for name in _ARRAYS[:-2]]
-    return FixColumns(ids, *arrays, np.concatenate(class_codes), np.concatenate(source_codes),
-                      classes=tuple(classes), sources=tuple(sources))
+    return FixColumns(ids, *arrays, class_code, source_code, classes=classes, sources=sources)
+
+
+def _merged_codes(parts: Sequence[FixColumns], table_name: str, code_name: str) -> tuple[np.ndarray, tuple[str, ...]]:
+    """The parts' codes into one merged table (in order of first appearance)."""
+    merged: dict[str, int] = {}
+    base_of: dict[tuple[str, ...], int] = {}  # each distinct table's offset in ``lookup``
+    lookup: list[int] = []                     # local code + its table's offset -> merged code
+    bases = []
+    for p in parts:
+        table = getattr(p, table_name)
+        base = base_of.get(table)
+        if base is None:
+            base = base_of[table] = len(lookup)
+            lookup.extend(merged.setdefault(v, len(merged)) for v in table)
+        bases.append(base)
+    if len(merged) > 255:
+        raise ValueError(f"{len(merged)} distinct {table_name} in one batch: at most 255 can be dictionary-encoded")
+    codes = np.concatenate([getattr(p, code_name) for p in parts]).astype(np.intp)
+    rows_base = np.repeat(np.asarray(bases, dtype=np.intp), [len(p) for p in parts])
+    return np.asarray(lookup or [0], dtype=np.uint8)[rows_base + codes], tuple(merged)

@@ -1,11 +1,17 @@
-"""The fix record as it travels on the Kafka ``fixes`` topic, and vehicle classes."""
+"""One GPS fix as a Python object, vehicle classes, and the readers of the Kafka ``fixes`` record.
+
+The record's format is :mod:`engine.telemetry.wire`.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    from engine.telemetry.columns import FixColumns
 
 CLASSES = ("hazmat", "police", "fire", "ambulance", "taxi", "bus", "ride_hailing", "other")
 
@@ -42,44 +48,22 @@ class Fix:
             vehicle_id=d["vehicle_id"], ts=d["ts"], lat=d["lat"], lon=d["lon"],
             vclass=d.get("class") or "other", speed_kmh=d.get("speed_kmh"), heading=d.get("heading"),
             accuracy_m=d.get("accuracy_m"), alarm_flags=d.get("alarm_flags"),
-            received_at=d.get("received_at"), source=d.get("source", "mqtt"),
+            received_at=d.get("received_at"), source=d.get("source") or "mqtt",
             valid=d.get("valid"), status_flags=d.get("status_flags"),
         )
 
 
-def decode_fixes(value: bytes | None) -> list[Fix]:
-    """A ``fixes`` message holds one fix object or an array of them.
+def decode_columns(value: bytes | None) -> FixColumns:
+    """A ``fixes`` record as columns (:func:`engine.telemetry.wire.decode`: binary, or the old JSON form).
 
     Raises :class:`ValueError` naming the problem for anything else (a foreign
     producer's record), so a worker can reject it instead of failing on it later.
     """
-    try:
-        obj = orjson.loads(value or b"")
-    except orjson.JSONDecodeError as exc:
-        raise ValueError(f"not JSON: {exc}"[:200]) from None
-    items = obj if isinstance(obj, list) else [obj]
-    for i, o in enumerate(items):
-        _check_record(o, i)
-    return [Fix.from_obj(o) for o in items]
+    from engine.telemetry import wire  # here: wire builds on this module (Fix) and on columns
+
+    return wire.decode(value)
 
 
-_NUMBER = (float, int)
-_OPTIONAL = (("speed_kmh", (float, int, type(None))), ("heading", (float, int, type(None))),
-             ("accuracy_m", (float, int, type(None))), ("alarm_flags", (int, type(None))),
-             ("status_flags", (int, type(None))), ("valid", (bool, type(None))), ("class", (str, type(None))),
-             ("received_at", (float, int, type(None))), ("source", (str, type(None))))
-
-
-def _check_record(o: Any, i: int) -> None:
-    """The types ``Fix.to_json`` writes (JSON has no NaN, so numbers are finite); cheap on the hot path."""
-    if o.__class__ is not dict:
-        raise ValueError(f"fix #{i}: not an object")
-    vid = o.get("vehicle_id")
-    if vid.__class__ is not str or not vid:
-        raise ValueError(f"fix #{i}: vehicle_id must be a non-empty string")
-    for name in ("ts", "lat", "lon"):
-        if o.get(name).__class__ not in _NUMBER:
-            raise ValueError(f"fix #{i}: {name} must be a number")
-    for name, types in _OPTIONAL:
-        if o.get(name).__class__ not in types:
-            raise ValueError(f"fix #{i}: {name} has the wrong type")
+def decode_fixes(value: bytes | None) -> list[Fix]:
+    """A ``fixes`` record as :class:`Fix` objects (readers off the hot path); :class:`ValueError` as above."""
+    return decode_columns(value).fixes()

@@ -53,7 +53,8 @@ def test_mqtt_raw_bytes(raw, topic):
 
 
 @FAST
-@given(st.binary(max_size=300) | mqtt_payloads().map(lambda p: p.payload))
+@given(st.binary(max_size=300) | st.binary(max_size=300).map(lambda b: b"CWF\x01" + b)
+       | mqtt_payloads().map(lambda p: p.payload))
 def test_fixes_records_a_foreign_producer_might_write(raw):
     check_fixes_record(raw)
 

@@ -39,6 +39,7 @@ def test_a_burst_keeps_each_vehicles_order_and_loses_nothing(make_settings, spaw
     partitions = list(LAST_PARTITIONS)
     assert n_fixes(records) == total
     assert len(records) < total / 5  # micro-batched: many fixes per Kafka message
+    assert all(value[:4] == b"CWF\x01" for _, value in records)  # binary columns (engine.telemetry.wire)
     seen: dict[str, list[float]] = defaultdict(list)
     for (key, value), partition in zip(records, partitions, strict=True):
         assert partition_for(key, settings.kafka.partitions) == partition
@@ -50,6 +51,38 @@ def test_a_burst_keeps_each_vehicles_order_and_loses_nothing(make_settings, spaw
     text = wait_for(lambda: (t := scrape(settings.bridge.metrics_port)) and
                     metric_value(t, "citywatch_bridge_fixes_produced_total") == total and t, 30, "the produced count")
     assert metric_value(text, "citywatch_bridge_in_flight") == 0
+
+
+def test_mixed_arrays_split_across_partitions_and_batches_are_acknowledged_once_all_is_in_kafka(
+        make_settings, spawn, mqtt_probe):
+    settings = make_settings(bridge={"batch_max_fixes": 7})  # chunks of one message split over batches
+    bridge = spawn("bridge", ["bridge"], settings)
+    wait_bridge_subscribed(settings, bridge)
+    gateway = mqtt_probe()
+    t0, vehicles, messages = time.time() - 3600, [f"闽DM{i:03d}" for i in range(12)], 40
+    for k in range(messages):  # each message: every vehicle twice, so 24 fixes over several partitions
+        fixes = [{"vehicle_id": v, "ts": t0 + 2 * k + j, "lat": 24.5, "lon": 118.1, "class": "taxi"}
+                 for j in range(2) for v in vehicles]
+        gateway.publish(settings.mqtt.fixes_topic, orjson.dumps(fixes))
+    total = messages * 2 * len(vehicles)
+    records = read_topic(settings.kafka.bootstrap, settings.kafka.topics.fixes, min_count=total, timeout=90,
+                         count=lambda recs: sum(len(decode_fixes(v)) for _, v in recs))
+    partitions = list(LAST_PARTITIONS)
+    seen: dict[str, list[float]] = defaultdict(list)
+    for (key, value), partition in zip(records, partitions, strict=True):
+        got = decode_fixes(value)
+        assert 0 < len(got) <= 7 and partition_for(key, settings.kafka.partitions) == partition
+        for fix in got:
+            assert partition_for(fix.vehicle_id.encode(), settings.kafka.partitions) == partition
+            seen[fix.vehicle_id].append(fix.ts)
+    assert {v: seen[v] for v in vehicles} == {v: [t0 + t for t in range(2 * messages)] for v in vehicles}
+
+    def settled() -> str | None:
+        t = scrape(settings.bridge.metrics_port)
+        return t if metric_value(t, "citywatch_bridge_fixes_produced_total") == total else None
+
+    text = wait_for(settled, 30, "the produced count")
+    assert metric_value(text, "citywatch_bridge_in_flight") == 0  # every message acknowledged
 
 
 def test_bridges_sharing_the_subscription_split_the_load_without_duplicates(make_settings, spawn, mqtt_probe,

@@ -18,6 +18,9 @@ from engine.onemap import agents
 from engine.onemap.agents import Feeds, tasks_topic
 from engine.onemap.view import OneMapView
 from engine.settings import OneMapSettings, Settings
+from engine.telemetry import wire
+from engine.telemetry.columns import from_fixes
+from engine.telemetry.models import Fix
 from tests.conftest import metric_value
 
 T0 = 1_788_832_800.0
@@ -43,17 +46,19 @@ def test_good_records_reach_the_view_and_bad_ones_are_skipped_counted_and_logged
     f, view, metrics = feeds()
     good = {"vehicle_id": "闽DH0001", "ts": T0, "lat": 24.4815, "lon": 118.0441, "class": "hazmat"}
     with caplog.at_level(logging.WARNING, logger="engine.onemap.agents"):
+        binary = wire.encode(from_fixes([Fix("闽DH0002", T0, 24.4815, 118.0441, "hazmat")]))
         f.fixes([rec("fixes", orjson.dumps([good])), rec("fixes", b'{"lat": 24.4999, "lon": 118.1}'),
-                 rec("fixes", b"not json"), rec("fixes", orjson.dumps({**good, "ts": "yesterday"}))])
+                 rec("fixes", b"not json"), rec("fixes", orjson.dumps({**good, "ts": "yesterday"})),
+                 rec("fixes", binary), rec("fixes", binary[:-1])])
         f.alerts([rec("alerts", b'{"kind": "zone.enter"}'), rec("alerts", b"[")])
         f.tasks([rec("tasks", orjson.dumps({"service_request_id": "T-1", "status": "maybe"}), key=b"T-1"),
                  rec("tasks", None, key=b"T-1")])
-    assert view.vehicle_count() == 1
-    assert skipped(metrics, topic="fixes", reason="bad_record") == 3
+    assert view.vehicle_count() == 2  # the old JSON form and the binary one
+    assert skipped(metrics, topic="fixes", reason="bad_record") == 4
     assert skipped(metrics, topic="alerts", reason="missing_field") == 1
     assert skipped(metrics, topic="alerts", reason="bad_json") == 1
     assert skipped(metrics, topic="tasks", reason="bad_status") == 1
-    assert all("partition 2 offset 7" in r.getMessage() for r in caplog.records) and len(caplog.records) == 6
+    assert all("partition 2 offset 7" in r.getMessage() for r in caplog.records) and len(caplog.records) == 7
     assert "24.4999" not in caplog.text and "118.1" not in caplog.text
 
 

@@ -1,12 +1,20 @@
-"""Partition batches: same hash as Kafka's default partitioner, flushed by size or age."""
+"""Partition batches: same hash as Kafka's default partitioner, flushed by size or age, rows kept in order."""
 
 from __future__ import annotations
 
+import pytest
 from aiokafka.partitioner import DefaultPartitioner
 from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.telemetry.batching import PartitionBatcher, partition_for
+from engine.telemetry.columns import from_fixes
+from engine.telemetry.models import Fix
+from engine.telemetry.wire import decode
+
+
+def fixes(*vids: str, t0: float = 1_788_832_800.0) -> list[Fix]:
+    return [Fix(vid, t0 + i, 24.5, 118.1) for i, vid in enumerate(vids)]
 
 
 @given(st.text(min_size=1, max_size=20), st.integers(1, 64))
@@ -15,26 +23,93 @@ def test_partition_matches_kafkas_default_partitioner(vid, n):
     assert partition_for(key, n) == DefaultPartitioner()(key, list(range(n)), list(range(n)))
 
 
+@given(st.lists(st.text(min_size=1, max_size=8), max_size=60), st.integers(1, 16), st.integers(1, 5))
+def test_cached_partitions_are_kafkas_also_once_the_cache_starts_over(vids, n, cache_max):
+    b: PartitionBatcher[str] = PartitionBatcher(n, max_fixes=10, linger_s=1.0, cache_max=cache_max)
+    for _ in range(2):
+        assert b.partitions_of(vids) == [partition_for(v.encode(), n) for v in vids]
+    assert len(b._partition_of) <= cache_max
+
+
 def test_full_batches_are_returned_and_keep_order():
     b: PartitionBatcher[str] = PartitionBatcher(4, max_fixes=3, linger_s=1.0)
-    key = "闽DA0001".encode()
-    assert b.add(key, b"1", "m1", 0.0) is None
-    assert b.add(key, b"2", "m1", 0.0) is None
-    full = b.add(key, b"3", "m2", 0.0)
-    assert full is not None and full.values == [b"1", b"2", b"3"] and full.tags == ["m1", "m1", "m2"]
-    assert full.partition == partition_for(key, 4) and full.key == key
-    assert full.payload() == b"[1,2,3]" and len(b) == 0
+    vid = "闽DA0001"
+    first, second = fixes(vid, vid), fixes(vid, vid, t0=1_788_832_900.0)
+    assert b.add(from_fixes(first), "m1", 0.0) == []
+    [full] = b.add(from_fixes(second), "m2", 0.0)  # one row fits; the other opens the next batch
+    assert full.fixes == 3 and full.tags == ["m1", "m2"] and [len(c) for c in full.chunks] == [2, 1]
+    assert full.partition == partition_for(vid.encode(), 4) and full.key == vid.encode()
+    assert decode(full.payload()).fixes() == first + second[:1]
+    assert len(b) == 1
+    [rest] = b.drain()
+    assert rest.tags == ["m2"] and decode(rest.payload()).fixes() == second[1:]
+
+
+def test_a_mixed_message_goes_to_each_vehicles_partition_in_order():
+    vids = [f"闽D{i:05d}" for i in range(30)] * 3
+    msg = fixes(*vids)
+    b: PartitionBatcher[str] = PartitionBatcher(6, max_fixes=1000, linger_s=1.0)
+    assert b.add(from_fixes(msg), "m", 0.0) == []
+    assert len(b) == len(msg)
+    batches = b.drain()
+    got = []
+    for batch in batches:
+        rows = decode(batch.payload()).fixes()
+        assert {partition_for(f.vehicle_id.encode(), 6) for f in rows} == {batch.partition}
+        assert partition_for(batch.key, 6) == batch.partition and batch.tags == ["m"]
+        assert rows == [f for f in msg if partition_for(f.vehicle_id.encode(), 6) == batch.partition]
+        got += rows
+    assert sorted(got, key=lambda f: f.ts) == msg
+
+
+@given(st.lists(st.lists(st.integers(0, 9), max_size=12), max_size=12), st.integers(1, 7))
+def test_batches_never_exceed_max_fixes_lose_nothing_and_keep_each_vehicles_order(messages, max_fixes):
+    b: PartitionBatcher[int] = PartitionBatcher(3, max_fixes=max_fixes, linger_s=1.0)
+    sent: list[tuple[Fix, int]] = []
+    full = []
+    for m, vehicles in enumerate(messages):
+        msg = [Fix(f"V{v}", 1_788_832_800.0 + len(sent) + i, 24.5, 118.1) for i, v in enumerate(vehicles)]
+        sent += [(f, m) for f in msg]
+        out = b.add(from_fixes(msg), m, 0.0)
+        assert all(x.fixes == max_fixes for x in out)
+        full += out
+    got: list[tuple[Fix, int]] = []
+    by_vehicle: dict[str, list[float]] = {}
+    for x in full + b.drain():  # a partition's batches in the order they are sent
+        assert 0 < x.fixes <= max_fixes and sum(len(c) for c in x.chunks) == x.fixes
+        got += [(f, tag) for c, tag in zip(x.chunks, x.tags) for f in c.fixes()]
+        for f in decode(x.payload()).fixes():
+            by_vehicle.setdefault(f.vehicle_id, []).append(f.ts)
+    assert sorted(got, key=lambda p: p[0].ts) == sent  # each fix once, with its message
+    assert all(ts == sorted(ts) for ts in by_vehicle.values())
 
 
 def test_linger_and_drain():
     b: PartitionBatcher[str] = PartitionBatcher(8, max_fixes=100, linger_s=0.5)
-    keys = [f"v{i}".encode() for i in range(20)]
-    for k in keys:
-        b.add(k, b"{}", "m", 10.0)
+    vids = [f"v{i}" for i in range(20)]
+    for f in fixes(*vids):
+        b.add(from_fixes([f]), "m", 10.0)
     assert b.due(10.4) == []
     due = b.due(10.5)
-    assert sum(len(x.values) for x in due) == 20 and len(b) == 0
-    assert all(partition_for(k, 8) == x.partition for x in due for k in [x.key])
-    b.add(keys[0], b"{}", "m", 11.0)
+    assert sum(x.fixes for x in due) == 20 and len(b) == 0
+    assert all(partition_for(x.key, 8) == x.partition for x in due)
+    one = fixes(vids[0])
+    b.add(from_fixes(one), "m", 11.0)
     [single] = b.drain()
-    assert single.payload() == b"{}"  # a one-fix batch is a plain object, as single-fix messages always were
+    assert decode(single.payload()).fixes() == one
+
+
+def test_an_empty_message_adds_nothing():
+    b: PartitionBatcher[str] = PartitionBatcher(8, max_fixes=100, linger_s=0.5)
+    assert b.add(from_fixes([]), "m", 0.0) == [] and len(b) == 0 and b.drain() == []
+
+
+def test_a_batch_that_cannot_be_encoded_says_so_with_a_value_error():
+    """The bridge catches it (validated fixes always encode) and rejects the batch's messages whole."""
+    b: PartitionBatcher[str] = PartitionBatcher(1, max_fixes=10, linger_s=1.0)
+    b.add(from_fixes(fixes("V1")), "good", 0.0)
+    b.add(from_fixes(fixes("V\x002")), "bad", 0.0)
+    [batch] = b.drain()
+    assert batch.tags == ["good", "bad"]
+    with pytest.raises(ValueError, match="vehicle id contains NUL"):
+        batch.payload()

@@ -50,7 +50,7 @@ def test_gateway_fields_valid_and_status_flags_are_type_checked_and_kept():
         return parse_payload(orjson.dumps({**base, **extra}), topic="citywatch/fixes/V1", settings=S,
                              now=1_788_832_800)
 
-    [f] = parse(valid=False, status_flags=3).fixes
+    [f] = parse(valid=False, status_flags=3).fixes.fixes()
     assert (f.valid, f.status_flags) == (False, 3)
     assert [r.reason for r in parse(valid="yes").rejections] == ["bad_type"]
     assert [r.reason for r in parse(status_flags=-1).rejections] == ["bad_type"]

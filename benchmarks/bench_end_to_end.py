@@ -582,6 +582,7 @@ def run(cfg: argparse.Namespace) -> dict[str, float]:
         src = work / "src"
         shutil.copytree(cfg.root / "engine", src / "engine", ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copy2(cfg.root / "config.yaml", src / "config.yaml")
+        shutil.copytree(cfg.root / "zones", src / "zones")   # reports.grid_dir (zones/grid) is relative
         print(f"running a snapshot of {cfg.root} taken now ({src})")
         cfg.root = src
     grid = Grid(cfg.zones)

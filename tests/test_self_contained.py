@@ -23,3 +23,11 @@ def test_no_file_points_to_notes_outside_the_repository():
             if OUTSIDE.search(UPSTREAM.sub("", line)) and name != "tests/test_self_contained.py":
                 hits.append(f"{name}:{n}: {line.strip()[:100]}")
     assert len(files) > 50 and not hits, "\n".join(hits)
+
+
+def test_test_files_have_unique_names():
+    """The test folders are not packages: pytest imports each test file by its name, so two files of the same
+    name in different folders break collection of the whole suite."""
+    names = [p.name for p in (ROOT / "tests").rglob("test_*.py")]
+    dupes = {n for n in names if names.count(n) > 1}
+    assert len(names) > 50 and not dupes, dupes

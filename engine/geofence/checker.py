@@ -1,9 +1,13 @@
 """Check a batch of fixes against the zone index: filters, ordering, geometry, rules, alerts.
 
 Knows nothing of Kafka or Faust: the agent hands it decoded fixes and the
-vehicles' stored states and writes back what it returns.
+vehicles' stored states and writes back what it returns. :meth:`ZoneChecker.check_columns`
+(the worker's entry) takes the batch as columns and decides the vehicles far from every zone,
+or settled inside one, over the columns (engine.geofence.fast_lane); the rest go through
+:meth:`ZoneChecker.check` as :class:`Fix` objects.
 
-Per batch (steps 1-3 in engine.geofence.intake):
+Each step is a one-way stage: it returns what it decided (its rejections included) and the
+batch's :class:`BatchResult` is built once at the end. Per batch (steps 1-3 in engine.geofence.intake):
 
 1. stateless GPS filters (``invalid_fix``, ``poor_accuracy``; engine.telemetry.filters);
 2. per vehicle, event-time order: a fix with the timestamp of the last
@@ -46,8 +50,10 @@ from engine.telemetry.models import Fix
 from engine.telemetry.validation import Rejection
 
 
-@dataclass
+@dataclass(frozen=True)
 class BatchResult:
+    """What a batch decided: built once at its end, never changed after."""
+
     states: dict[str, dict[str, Any]] = field(default_factory=dict)   # changed vehicles only
     alerts: list[dict[str, Any]] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
@@ -89,43 +95,41 @@ class ZoneChecker:
         late one and dropped as a ``duplicate``.
         """
         view, (tuning, geo, filt) = self._view, self._cfg
-        result = BatchResult()
-        live, late, pos = intake.order(fixes, states, positions, filt, result)
+        ordered = intake.order(fixes, states, positions, filt)
+        live, late = ordered.live, ordered.late
         batch = live + late
         if not batch:
-            intake.finish({}, pos, states, result)
-            return result
+            return BatchResult(intake.finish({}, ordered.newest, states, {}), [], ordered.rejections)
         n = len(batch)
         x, y = view.index.project(np.fromiter((f.lon for f in batch), float, n),
                                   np.fromiter((f.lat for f in batch), float, n))
         px, py = np.full(n, np.nan), np.full(n, np.nan)
-        accepted, sus = intake.jumps(live, states, x, y, px, py, filt, result)
-        late_rows = intake.late_rows(late, len(live), x, y, filt, result)
-        rows = np.array([a.row for a in accepted] + late_rows, dtype=np.intp)
+        jumps = intake.jumps(live, states, x, y, px, py, filt)
+        late_rows, late_rejections = intake.late_rows(late, len(live), x, y, filt)
+        rejections = ordered.rejections + jumps.rejections + late_rejections
+        rows = np.array([a.row for a in jumps.accepted] + late_rows, dtype=np.intp)
         if not rows.size:
-            intake.finish(sus, pos, states, result)
-            return result
+            return BatchResult(intake.finish(jumps.suspects, ordered.newest, states, {}), [], rejections)
         stored = {}
-        for vid in sus:
+        for vid in jumps.suspects:
             st = states.get(vid)
             if st and st["zones"]:
                 stored[vid] = {view.pos[z] for z in st["zones"] if z in view.pos}
-        geo_hits = BatchGeometry(view, x, y, px, py, rows, accepted, late_rows, batch, stored, tuning.margin)
-        result.checked, result.late = len(rows), len(late_rows)
+        geo_hits = BatchGeometry(view, x, y, px, py, rows, jumps.accepted, late_rows, batch, stored, tuning.margin)
         now = self.clock.now()
         xs, ys = x.tolist(), y.tolist()
-        cur: dict[str, dict[str, Any] | None] = {}
-        for a in accepted:
-            f = a.fix
-            st = cur[f.vehicle_id] if f.vehicle_id in cur else states.get(f.vehicle_id)
-            new = self._live(a, st, xs[a.row], ys[a.row], geo_hits, view, tuning, geo.moving_kmh, now, result)
-            cur[f.vehicle_id] = result.states[f.vehicle_id] = new
-        intake.finish(sus, pos, states, result)
+        alerts: list[dict[str, Any]] = []
+        cur: dict[str, dict[str, Any]] = {}
+        for a in jumps.accepted:
+            vid = a.fix.vehicle_id
+            st = cur[vid] if vid in cur else states.get(vid)
+            cur[vid], raised = self._live(a, st, xs[a.row], ys[a.row], geo_hits, view, tuning, geo.moving_kmh, now)
+            alerts += raised
         late_seen: dict[str, dict[str, Any]] = {}
         for r in late_rows:
             self._late(batch[r], r, geo_hits, view, tuning.margin, geo.late_group_s, now, late_seen)
-        result.alerts += late_seen.values()
-        return result
+        return BatchResult(intake.finish(jumps.suspects, ordered.newest, states, cur), alerts + list(late_seen.values()),
+                           rejections, checked=len(rows), late=len(late_rows))
 
     def check_columns(self, cols: FixColumns, states: Mapping[str, dict | None],
                       positions: np.ndarray | None = None) -> BatchResult:
@@ -137,31 +141,28 @@ class ZoneChecker:
         view = self._view
         x, y = view.index.project(cols.lon, cols.lat)
         lanes = fast_lane.split(cols, x, y, states, positions, view, self._cfg[2], self._cfg[0].margin)
-        if lanes.full_rows.size:
-            rows = lanes.full_rows.tolist()
-            result = self.check([cols.fix(r) for r in rows], states,
-                                None if positions is None else positions[lanes.full_rows].tolist())
-        else:
-            result = BatchResult()
-        result.states.update(lanes.states)
-        result.checked += lanes.checked
-        return result
+        if not lanes.full_rows.size:
+            return BatchResult(lanes.states, [], [], checked=lanes.checked)
+        full = self.check([cols.fix(r) for r in lanes.full_rows.tolist()], states,
+                          None if positions is None else positions[lanes.full_rows].tolist())
+        return BatchResult({**full.states, **lanes.states}, full.alerts, full.rejections,
+                           checked=full.checked + lanes.checked, late=full.late)
 
     # --- evaluation -----------------------------------------------------------------------
 
     def _live(self, a: intake.Live, st: dict | None, x: float, y: float, g: BatchGeometry, view: IndexView,
-              tuning: Tuning, moving_kmh: float, now: float, result: BatchResult) -> dict[str, Any]:
+              tuning: Tuning, moving_kmh: float, now: float) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """One accepted live fix: the vehicle's new state and the alerts it raises."""
         f, r = a.fix, a.row
         vid = f.vehicle_id
-        if st and "off" in st:
-            result.alerts.append(online_alert(f, st, now, self.tz))
+        alerts = [online_alert(f, st, now, self.tz)] if st and "off" in st else []
         zones: dict[str, dict] = dict(st["zones"]) if st and st["zones"] else {}
         near = g.involved(r)
         involved = zones.keys() | {view.zones[z].id for z in near} if near else zones.keys()
         new_state = {"ts": f.ts, "lat": f.lat, "lon": f.lon, "x": float(x), "y": float(y), "class": f.vclass,
                      "speed": None if a.speed is None else round(a.speed, 2), "zones": zones or NO_ZONES}
         if not involved:
-            return new_state
+            return new_state, alerts
         when = datetime.fromtimestamp(f.ts, self.tz)
         moving = a.speed is None or a.speed >= moving_kmh or (a.moved or 0.0) > 2 * tuning.margin
         events = []
@@ -185,10 +186,9 @@ class ZoneChecker:
             events += [(ev, zone) for ev in evs]
         events.sort(key=lambda e: e[0].kind not in CLOSING)
         prev = (st["lat"], st["lon"]) if st and a.prev_ts is not None else None
-        for ev, zone in events:
-            result.alerts.append(zone_alert(ev, zone, f, a.speed, now, self.tz, prev=prev))
+        alerts += [zone_alert(ev, zone, f, a.speed, now, self.tz, prev=prev) for ev, zone in events]
         new_state["zones"] = zones or NO_ZONES
-        return new_state
+        return new_state, alerts
 
     def _late(self, f: Fix, r: int, g: BatchGeometry, view: IndexView, margin: float, group_s: float, now: float,
               seen: dict[str, dict[str, Any]]) -> None:

@@ -1,7 +1,8 @@
 """A batch's fixes before geometry: filters, per-vehicle event-time order, the jump filter, book-keeping.
 
 Pure functions over the batch and the stored states (engine.geofence.checker
-runs them); rejections go to ``result.rejections`` with their reason.
+runs them as one-way stages); each returns what it decided, its rejections
+(with their reason) included, and changes none of its inputs.
 
 - ``order``: the stateless GPS filters, then per vehicle in event-time order:
   ``duplicate`` (the last accepted fix's timestamp, a pending jump suspect's, or
@@ -18,7 +19,7 @@ import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -27,13 +28,6 @@ from engine.settings import FilterSettings
 from engine.telemetry.filters import check_jump, implied_kmh, quality_problem
 from engine.telemetry.models import Fix
 from engine.telemetry.validation import Rejection
-
-
-class _Rejections(Protocol):
-    """What the functions here need of a BatchResult."""
-
-    rejections: list[Rejection]
-    states: dict[str, dict[str, Any]]
 
 
 @dataclass(slots=True)
@@ -47,12 +41,30 @@ class Live:
     moved: float | None    # metres from the previous accepted fix
 
 
+class Ordered(NamedTuple):
+    """The batch in per-vehicle event-time order."""
+
+    live: list[Fix]
+    late: list[Fix]
+    newest: dict[str, int]          # the newest log position seen per vehicle (its state's ``pos``)
+    rejections: list[Rejection]     # GPS filters and duplicates
+
+
+class Jumps(NamedTuple):
+    """The live fixes the jump filter accepted, each vehicle's pending suspects, what it rejected."""
+
+    accepted: list[Live]
+    suspects: dict[str, list]
+    rejections: list[Rejection]
+
+
 def order(fixes: list[Fix], states: Mapping[str, dict | None], positions: Sequence[tuple[int, int] | int] | None,
-          filt: FilterSettings, result: _Rejections) -> tuple[list[Fix], list[Fix], dict[str, list[int]]]:
+          filt: FilterSettings) -> Ordered:
     """Stateless filters, then per vehicle (time order): live, late, duplicates rejected.
 
     Also the newest log position seen per vehicle (kept as ``pos`` in its state: one int, see :func:`log_position`).
     """
+    rejections: list[Rejection] = []
     by_vehicle: dict[str, list[tuple[Fix, int | None]]] = defaultdict(list)
     max_accuracy = filt.max_accuracy_m if filt.max_accuracy_m > 0 else math.inf
     for i, f in enumerate(fixes):
@@ -60,7 +72,7 @@ def order(fixes: list[Fix], states: Mapping[str, dict | None], positions: Sequen
         if f.valid is False or f.status_flags is not None or (f.accuracy_m or 0.0) > max_accuracy:
             problem = quality_problem(f, filt)
             if problem:
-                result.rejections.append(reject(f, *problem))
+                rejections.append(reject(f, *problem))
                 continue
         pos = None if positions is None else positions[i]
         by_vehicle[f.vehicle_id].append((f, pos if pos is None or type(pos) is int else log_position(*pos)))
@@ -78,7 +90,7 @@ def order(fixes: list[Fix], states: Mapping[str, dict | None], positions: Sequen
         for f, pos in fl:
             replay = pos is not None and done is not None and pos <= done
             if f.ts in seen or f.ts == last or (replay and last is not None and f.ts < last):
-                result.rejections.append(reject(f, "duplicate", f"ts {f.ts} repeats a fix already processed"))
+                rejections.append(reject(f, "duplicate", f"ts {f.ts} repeats a fix already processed"))
                 continue
             if last is not None and f.ts < last:
                 late.append(f)
@@ -87,7 +99,7 @@ def order(fixes: list[Fix], states: Mapping[str, dict | None], positions: Sequen
             seen.add(f.ts)
             if pos is not None and (vid not in newest or pos > newest[vid]):
                 newest[vid] = pos
-    return live, late, newest
+    return Ordered(live, late, newest, rejections)
 
 _NO_SUSPECTS: list = []
 
@@ -97,9 +109,11 @@ def _by_ts(fp: tuple[Fix, int | None]) -> float:
 
 
 def jumps(live: list[Fix], states: Mapping[str, dict | None], x: np.ndarray, y: np.ndarray,
-          px: np.ndarray, py: np.ndarray, filt: FilterSettings, result: _Rejections) -> tuple[list[Live], dict[str, list]]:
-    """Implied-speed filter against each vehicle's anchor; fills the previous positions."""
+          px: np.ndarray, py: np.ndarray, filt: FilterSettings) -> Jumps:
+    """Implied-speed filter against each vehicle's anchor; fills ``px``/``py`` (the batch's own previous-position
+    arrays) with each accepted fix's anchor."""
     accepted: list[Live] = []
+    rejections: list[Rejection] = []
     suspects: dict[str, list] = {}
     anchor: tuple[float, float, float] | None = None
     xs, ys = x.tolist(), y.tolist()
@@ -122,7 +136,7 @@ def jumps(live: list[Fix], states: Mapping[str, dict | None], x: np.ndarray, y: 
             verdict = check_jump(anchor, suspects[vid], f.ts, here_x, here_y, filt)
             suspects[vid] = verdict.suspects
             if not verdict.accept:
-                result.rejections.append(reject(
+                rejections.append(reject(
                     f, "implausible_jump", f"implies {verdict.implied_kmh:.0f} km/h from the last accepted fix "
                     f"(limit {limit:g})", implied_kmh=round(verdict.implied_kmh, 1)))
                 continue
@@ -139,11 +153,13 @@ def jumps(live: list[Fix], states: Mapping[str, dict | None], x: np.ndarray, y: 
         anchor = (f.ts, here_x, here_y)
     if prev_rows:  # the segment of each accepted fix starts at its anchor
         px[prev_rows], py[prev_rows] = zip(*prev_xy)
-    return accepted, suspects
+    return Jumps(accepted, suspects, rejections)
 
-def late_rows(late: list[Fix], offset: int, x: np.ndarray, y: np.ndarray, filt: FilterSettings,
-              result: _Rejections) -> list[int]:
+def late_rows(late: list[Fix], offset: int, x: np.ndarray, y: np.ndarray,
+              filt: FilterSettings) -> tuple[list[int], list[Rejection]]:
+    """The rows (``offset`` + index) of the late fixes worth an audit record, and the spikes rejected."""
     rows: list[int] = []
+    rejections: list[Rejection] = []
     by_vehicle: dict[str, list[int]] = defaultdict(list)
     for i, f in enumerate(late):
         by_vehicle[f.vehicle_id].append(offset + i)
@@ -151,32 +167,35 @@ def late_rows(late: list[Fix], offset: int, x: np.ndarray, y: np.ndarray, filt: 
         bad = late_policy.spikes([late[r - offset].ts for r in rs], x[rs].tolist(), y[rs].tolist(), filt)
         for r, b in zip(rs, bad):
             if b:
-                result.rejections.append(reject(late[r - offset], "implausible_jump",
-                                                 "late fix implies an impossible speed to its neighbours"))
+                rejections.append(reject(late[r - offset], "implausible_jump",
+                                         "late fix implies an impossible speed to its neighbours"))
             else:
                 rows.append(r)
-    return rows
+    return rows, rejections
 
-def finish(suspects: dict[str, list], newest: dict[str, list[int]], states: Mapping[str, dict | None],
-            result: _Rejections) -> None:
-    """Book-keeping kept beside the live state: pending jump suspects, newest log position."""
+def finish(suspects: dict[str, list], newest: dict[str, int], states: Mapping[str, dict | None],
+           live_states: Mapping[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The batch's changed states: ``live_states`` (this batch's new ones, updated here) and the stored ones
+    whose book-keeping kept beside the live state changed: pending jump suspects, newest log position."""
+    out = dict(live_states)
     for vid in suspects.keys() | newest.keys():
         old = states.get(vid)
         sus, pos = suspects.get(vid), newest.get(vid)
         old_pos = stored_position(old.get("pos")) if old else None
         if old_pos is not None and (pos is None or old_pos > pos):
             pos = old_pos
-        new = result.states.get(vid)   # this batch's own new state: updated in place
+        new = out.get(vid)   # this batch's own new state (made by this batch: updated in place)
         if new is None:
             if old is None or (old.get("sus") == (sus or None) and old_pos == pos):
                 continue
-            new = result.states[vid] = dict(old)
+            new = out[vid] = dict(old)
         if sus:
             new["sus"] = sus
         else:
             new.pop("sus", None)
         if pos is not None:
             new["pos"] = pos
+    return out
 
 
 def log_position(offset: int, index: int) -> int:

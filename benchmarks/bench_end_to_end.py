@@ -1,7 +1,8 @@
 """End-to-end benchmark on the embedded stack: MQTT -> bridge -> Kafka -> worker -> alerts.
 
-One Citywatch stack (Tansu, mosquitto, ``citywatch bridge`` and ``citywatch
-worker`` as real processes on free loopback ports, a generated grid of
+One Citywatch stack (Tansu, mosquitto, ``citywatch bridge`` (``--bridges`` of
+them, sharing the subscription) and ``citywatch worker`` as real processes on
+free loopback ports, a generated grid of
 ``--zones`` zones seeded through ``CITYWATCH_ZONES__DIR``), then these phases:
 
 loadgen (first, on an MQTT broker of its own with no subscriber)
@@ -23,6 +24,11 @@ array, single
     the publishers keep at most ``--window`` fixes beyond what the worker has
     received, so the worker is never starved and the backlog stays bounded.
     fixes/s = slope of ``citywatch_zone_checks_total`` while saturated.
+bridge (on stacks of its own: Tansu, mosquitto and ``--bridge-counts`` bridges, no worker)
+    Single-fix messages on ``citywatch/fixes/{vehicle}``, closed loop on
+    what the bridges produced (``--window-single``), once per bridge count
+    (several share the subscription, ``bridge.shared_group``): messages/s
+    into Kafka and CPU per process, side by side.
 memory (run first, on a worker that has only started: later phases leave
     freed memory behind that new vehicles would reuse, hiding their cost)
     Worker RSS (``/proc/PID/status``) before and after ``--memory-vehicles``
@@ -145,6 +151,53 @@ class Phase:
         return self.samples[-1][2] / max(1e-9, self.samples[-1][0] - self.t_start)
 
 
+class Bridges:
+    """A stack's bridge processes (one, or several sharing the subscription) seen as one: metrics summed."""
+
+    def __init__(self, children: list[Any]):
+        self.children = children
+
+    @property
+    def name(self) -> str:
+        return self.children[0].name if len(self.children) == 1 else f"{len(self.children)} bridges"
+
+    @property
+    def proc(self) -> subprocess.Popen:
+        return next((c.proc for c in self.children if not c.alive()), self.children[0].proc)
+
+    @property
+    def pid(self) -> int:
+        return self.children[0].pid
+
+    @property
+    def log(self) -> Path:
+        return next((c.log for c in self.children if not c.alive()), self.children[0].log)
+
+    def alive(self) -> bool:
+        return all(c.alive() for c in self.children)
+
+    def metrics(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for c in self.children:
+            for k, v in c.metrics().items():
+                out[k] = out.get(k, 0.0) + v
+        return out
+
+
+def spawn_bridges(stack: Stack, env: dict[str, str], n: int) -> Bridges:
+    """``n`` bridges on ``stack``, each with its own metrics port and, when several, client id and a shared
+    subscription (``bridge.shared_group``)."""
+    children = []
+    for i in range(n):
+        port = free_port()
+        own = {"CITYWATCH_BRIDGE__METRICS_PORT": str(port)}
+        if n > 1:
+            own.update(CITYWATCH_BRIDGE__CLIENT_ID=f"citywatch-bridge-{i + 1}", CITYWATCH_BRIDGE__SHARED_GROUP="bridges")
+        children.append(stack.spawn("bridge" if n == 1 else f"bridge{i + 1}", ["-m", "engine", "bridge"],
+                                    {**env, **own}, port))
+    return Bridges(children)
+
+
 class System:
     """A running stack (Citywatch's or the naive one) and the fleet publishing to it."""
 
@@ -247,7 +300,8 @@ def loadgen_cores(pub: dict[str, Any]) -> dict[str, float]:
     return {f"loadgen{o['index']}": o["pub_cpu_s"] / o["pub_wall_s"] for o in pub["procs"] if o["pub_wall_s"] > 0}
 
 
-def loadgen_verdict(pub: dict[str, Any], cores: dict[str, float], checked_per_s: float) -> str:
+def loadgen_verdict(pub: dict[str, Any], cores: dict[str, float], checked_per_s: float,
+                    what: str = "the worker checked") -> str:
     """One line: was the load generator the limit? Only if it hardly ever waited (for the closed-loop window,
     for PUBACKs or for a fixed rate's next message) and the system still kept up with what it offered."""
     wall = sum(o["pub_wall_s"] for o in pub["procs"])
@@ -260,7 +314,7 @@ def loadgen_verdict(pub: dict[str, Any], cores: dict[str, float], checked_per_s:
     line = (f"load generator ({pub['publisher']}, {len(lg)} process{'es' if len(lg) != 1 else ''}): "
             f"{sum(lg) * 100:.0f}% of a core (busiest process {max(lg, default=0) * 100:.0f}%), waited {waited:.0%} "
             f"of its time (window {pub['gated_s']:.1f} s, PUBACKs {pub['full_s']:.1f} s, rate {pub['paced_s']:.1f} s); "
-            f"offered {offered:,.0f} fixes/s, the worker checked {checked_per_s:,.0f}; {idle:.2f} cores idle: ")
+            f"offered {offered:,.0f} fixes/s, {what} {checked_per_s:,.0f}; {idle:.2f} cores idle: ")
     if waited >= 0.1:
         line += "not the limit (it waited for the system)"
         return line + (", but it takes more than half a core the system could use" if max(lg, default=0) > 0.5 else "")
@@ -321,14 +375,13 @@ def latency_figures(listener: AlertListener, fleet: Fleet, t_from: float, t_to: 
 
 def start_citywatch(cfg: argparse.Namespace, work: Path, zones_dir: Path) -> tuple[Stack, Any, Any]:
     stack = Stack(work, root=cfg.root, mqtt_broker=cfg.mqtt_broker).start_brokers()
-    web, bport = free_port(), free_port()
+    web, bport = free_port(), free_port()  # bport: the worker's view of bridge.metrics_port (each bridge has its own)
     extra = dict(kv.split("=", 1) for kv in cfg.env)
     env = stack.env(CITYWATCH_WEB__PORT=str(web), CITYWATCH_BRIDGE__METRICS_PORT=str(bport),
                     CITYWATCH_WORKER__DATA_DIR=str(work / "worker-data"), CITYWATCH_ZONES__DIR=str(zones_dir),
                     **extra)
     worker = stack.spawn("worker", ["-m", "engine", "worker"], env, web)
-    bridge = stack.spawn("bridge", ["-m", "engine", "bridge"], env, bport)
-    return stack, worker, bridge
+    return stack, worker, spawn_bridges(stack, env, cfg.bridges)  # each bridge on a metrics port of its own
 
 
 def start_naive(cfg: argparse.Namespace, work: Path, zones_dir: Path, lookup: str) -> tuple[Stack, Any, Any]:
@@ -345,7 +398,8 @@ def start_naive(cfg: argparse.Namespace, work: Path, zones_dir: Path, lookup: st
 def wait_ready(stack: Stack, worker, bridge, system: System, n_zones: int) -> None:
     """Bridge subscribed, zones loaded, and a probe of 100 fixes checked (the consumer group is assigned)."""
     t0 = time.monotonic()
-    if not stack.wait_metric(bridge, "citywatch_bridge_mqtt_connected", lambda v: v >= 1, 90):
+    n_bridges = len(getattr(bridge, "children", [bridge]))
+    if not stack.wait_metric(bridge, "citywatch_bridge_mqtt_connected", lambda v: v >= n_bridges, 90):
         raise RuntimeError(f"{bridge.name} did not subscribe within 90 s; log {bridge.log}")
     t_bridge = time.monotonic() - t0
     if not stack.wait_metric(worker, "citywatch_zones_loaded", lambda v: v >= n_zones, 180):
@@ -397,6 +451,64 @@ def run_loadgen(cfg: argparse.Namespace, grid: Grid, work: Path) -> dict[str, fl
         ratio = fig["loadgen_cpu_ms_per_1k_raw"] / fig["loadgen_cpu_ms_per_1k_paho"]
         print(f"  single-fix messages: raw costs {ratio:.0%} of paho's CPU per message")
     return fig
+
+
+def run_bridges_alone(cfg: argparse.Namespace, grid: Grid, work: Path) -> dict[str, float]:
+    """Single-fix messages through 1, 2, ... bridges sharing the subscription (no worker): messages/s into Kafka
+    and CPU per process, on a fresh stack for each count."""
+    fig: dict[str, float] = {}
+    fleet = Fleet(grid, cfg.vehicles, step=cfg.enter_fraction)
+    print(f"\n== bridges alone: single-fix messages ({cfg.publishers_single} {cfg.publisher} publisher process(es), "
+          f"{cfg.vehicles:,} vehicles) -> mosquitto -> N bridges (shared subscription when N > 1) -> Tansu; closed "
+          f"loop on what the bridges produced (window {cfg.window_single:,}), {cfg.single_duration_s:.0f} s; no worker")
+    for n in [int(x) for x in cfg.bridge_counts.split(",") if x.strip()]:
+        stack = Stack(work / f"bridges-{n}", root=cfg.root, mqtt_broker=cfg.mqtt_broker).start_brokers()
+        try:
+            rate, cores = bridges_phase(cfg, stack, fleet, n)
+        finally:
+            stack.stop()
+        fig[f"bridge{n}_msgs_per_s"], fig[f"bridge{n}_cores"] = rate, cores
+    return fig
+
+
+def bridges_phase(cfg: argparse.Namespace, stack: Stack, fleet: Fleet, n: int) -> tuple[float, float]:
+    """One bridge count on ``stack``: (messages/s into Kafka while saturated, CPU of the bridges in cores)."""
+    bridges = spawn_bridges(stack, stack.env(**dict(kv.split("=", 1) for kv in cfg.env)), n)
+    if not stack.wait_metric(bridges, "citywatch_bridge_mqtt_connected", lambda v: v >= n, 90):
+        raise RuntimeError(f"{bridges.name} did not subscribe within 90 s; log {bridges.log}")
+    assert stack.mqtt is not None
+    pubs = Publishers(fleet, stack.mqtt.port, cfg.publisher)
+
+    def produced() -> float:
+        return bridges.metrics().get(PRODUCED, 0.0)
+
+    pubs.run(n=1, shape="single", per_message=1, duration_s=60, limit=fleet.n_vehicles)  # warm-up: each vehicle once
+    wait_until(lambda: produced() >= fleet.n_vehicles, cfg.drain_timeout_s, 0.2)
+    p0 = produced()
+    meter = CpuMeter(stack.pids()).start()
+    samples: list[tuple[float, float]] = []
+
+    def tick(sent: int) -> float:
+        if not bridges.alive():
+            raise RuntimeError(f"{bridges.name} exited during the bridge phase; log {bridges.log}")
+        meter.follow(sent)
+        got = produced() - p0
+        samples.append((time.time(), got))
+        return got + cfg.window_single
+
+    t0 = time.time()
+    pub = pubs.run(n=cfg.publishers_single, shape="single", per_message=1, duration_s=cfg.single_duration_s,
+                   gated=True, on_tick=tick, tick_s=0.25)
+    if not meter.window_s:
+        meter.stop()
+    meter.cores.update(loadgen_cores(pub))
+    pts = [x for x in samples if x[0] >= t0 + min(5.0, cfg.single_duration_s / 4)]
+    rate = (pts[-1][1] - pts[0][1]) / (pts[-1][0] - pts[0][0]) if len(pts) >= 2 and pts[-1][0] > pts[0][0] else 0.0
+    cores = sum(v for k, v in meter.cores.items() if k.startswith("bridge"))
+    print(f"  {n} bridge{'s' if n != 1 else ''}: {rate:,.0f} messages/s into Kafka (one fix each), the bridges "
+          f"{cores * 100:.0f}% of a core in all; CPU while publishing: {meter.summary()}")
+    print(f"    {loadgen_verdict(pub, meter.cores, rate, 'the bridges produced')}")
+    return rate, cores
 
 
 def run_citywatch(cfg: argparse.Namespace, grid: Grid, zones_dir: Path, work: Path) -> dict[str, float]:
@@ -596,11 +708,18 @@ def run(cfg: argparse.Namespace) -> dict[str, float]:
             except Exception:  # noqa: BLE001 - reported; the system phases still run
                 traceback.print_exc()
                 errors += 1
-        try:
-            fig.update(run_citywatch(cfg, grid, zones_dir, work / "citywatch"))
-        except Exception:  # noqa: BLE001 - reported; the baselines still run
-            traceback.print_exc()
-            errors += 1
+        if "bridge" in cfg.phases:
+            try:
+                fig.update(run_bridges_alone(cfg, grid, work))
+            except Exception:  # noqa: BLE001 - reported; the system phases still run
+                traceback.print_exc()
+                errors += 1
+        if cfg.phases & {"latency", "array", "single", "memory"} or cfg.profile:
+            try:
+                fig.update(run_citywatch(cfg, grid, zones_dir, work / "citywatch"))
+            except Exception:  # noqa: BLE001 - reported; the baselines still run
+                traceback.print_exc()
+                errors += 1
         for lookup in [x for x in cfg.naive.split(",") if x] if "naive" in cfg.phases else []:
             try:
                 rate = run_naive(cfg, grid, zones_dir, work / f"naive-{lookup}", lookup)
@@ -657,8 +776,12 @@ def kv_line(fig: dict[str, float]) -> str:
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--quick", action="store_true", help="small counts: a smoke run in well under 2 minutes")
     ap.add_argument("--root", type=Path, default=ROOT, help="source tree whose engine is run (default: this repo)")
-    ap.add_argument("--phases", default="loadgen,latency,array,single,memory,naive",
-                    help="comma-separated subset of loadgen,latency,array,single,memory,naive")
+    ap.add_argument("--phases", default="loadgen,bridge,latency,array,single,memory,naive",
+                    help="comma-separated subset of loadgen,bridge,latency,array,single,memory,naive")
+    ap.add_argument("--bridges", type=int, default=1,
+                    help="bridge processes of the Citywatch stack (more than one share the subscription)")
+    ap.add_argument("--bridge-counts", default="1,2",
+                    help="bridge counts the bridge phase compares, each on a stack of its own (e.g. 1,2)")
     ap.add_argument("--publisher", choices=PUBLISHERS, default="raw",
                     help="load generator: raw (MQTT packets encoded in bulk on a raw socket) or paho (paho-mqtt)")
     ap.add_argument("--loadgen-s", type=float,
@@ -700,6 +823,8 @@ def finish_args(args: argparse.Namespace) -> argparse.Namespace:
         if getattr(args, k, None) is None:
             setattr(args, k, v)
     args.phases = {p.strip() for p in args.phases.split(",") if p.strip()}
+    if args.bridges < 1:
+        raise SystemExit(f"--bridges {args.bridges}: at least 1")
     args.root = Path(args.root).resolve()
     for kv in args.env:
         if "=" not in kv:

@@ -9,9 +9,12 @@ batch's partition. murmur2 is pure Python, so each vehicle's partition is
 computed once and kept (``PARTITION_CACHE_MAX`` vehicles, then the cache
 starts over).
 
-A batch holds column chunks, each the rows one MQTT message gave the
-partition (in the message's order), and the message each chunk came from;
+A batch holds column chunks (rows in arrival order) and, run by run, the
+MQTT message the rows came from (``tags`` and ``counts``: :meth:`Batch.owners`);
 they are joined and encoded only when the batch is sent (:meth:`Batch.payload`).
+:meth:`PartitionBatcher.add` takes one message's rows, :meth:`PartitionBatcher.add_rows`
+the rows of many messages at once (each row naming its message), so single-fix
+messages cost a few list operations each, not a chunk each.
 A batch never holds more than ``max_fixes`` fixes: a chunk that does not fit
 is split, its head closing the full batch and its rest opening the next.
 """
@@ -42,12 +45,48 @@ class Batch(Generic[T]):
     partition: int
     key: bytes            # the first vehicle's id: hashes to ``partition``
     chunks: list[FixColumns] = field(default_factory=list)
-    tags: list[T] = field(default_factory=list)   # what each chunk belongs to (the MQTT message)
+    tags: list[T] = field(default_factory=list)   # whose rows these are (the MQTT message), run by run
+    counts: list[int] = field(default_factory=list)  # rows of each run (``tags[i]`` has ``counts[i]``)
     fixes: int = 0
     started: float = 0.0
 
+    def owners(self) -> list[tuple[T, int]]:
+        """Each run's owner and its number of rows, in row order (an owner may appear again later)."""
+        return list(zip(self.tags, self.counts))
+
     def payload(self) -> bytes:
         return wire.encode(concat(self.chunks))
+
+
+def _runs(tags: list[T]) -> tuple[list[T], list[int]]:
+    """Run-length encoding of the per-row owners ``tags`` (by identity)."""
+    out, counts = [], []
+    last: object = _NONE
+    for t in tags:
+        if t is last:
+            counts[-1] += 1
+        else:
+            out.append(t)
+            counts.append(1)
+            last = t
+    return out, counts
+
+
+_NONE = object()
+
+
+def _split_runs(tags: list[T], counts: list[int], k: int) -> tuple[list[T], list[int], list[T], list[int]]:
+    """The runs of the first ``k`` rows and of the rest (a run straddling ``k`` is cut in two)."""
+    done = 0
+    for j, c in enumerate(counts):
+        if done + c >= k:
+            head = k - done
+            tail_tags, tail_counts = tags[j:], [c - head, *counts[j + 1:]]
+            if head == c:
+                tail_tags, tail_counts = tags[j + 1:], counts[j + 1:]
+            return tags[:j + 1], [*counts[:j], head], tail_tags, tail_counts
+        done += c
+    return tags, counts, [], []
 
 
 class PartitionBatcher(Generic[T]):
@@ -77,33 +116,63 @@ class PartitionBatcher(Generic[T]):
         n = len(cols)
         if n == 0:
             return []
-        parts = self.partitions_of(cols.vehicle_id)
         full: list[Batch[T]] = []
-        if parts.count(parts[0]) == n:  # one vehicle, or vehicles of one partition: no split
-            self._append(parts[0], cols, tag, now, full)
-            return full
-        p = np.asarray(parts)
-        order = np.argsort(p, kind="stable")  # stable: each partition's rows keep the message's order
-        for rows in np.split(order, np.flatnonzero(np.diff(p[order])) + 1):
-            self._append(parts[rows[0]], cols.take(rows), tag, now, full)
+        for p, rows in self._by_partition(cols):
+            chunk = cols if rows is None else cols.take(rows)
+            self._append(p, chunk, [tag], [len(chunk)], now, full)
         return full
 
-    def _append(self, p: int, chunk: FixColumns, tag: T, now: float, full: list[Batch[T]]) -> None:
+    def add_rows(self, cols: FixColumns, tags: list[T], now: float) -> list[Batch[T]]:
+        """Buffer the rows of many messages (row ``i`` is ``tags[i]``'s); returns the batches now full."""
+        if len(tags) != len(cols):
+            raise ValueError(f"{len(tags)} owners for {len(cols)} rows")
+        full: list[Batch[T]] = []
+        for p, rows in self._by_partition(cols):
+            chunk, mine = (cols, tags) if rows is None else (cols.take(rows), [tags[i] for i in rows.tolist()])
+            self._append(p, chunk, *_runs(mine), now, full)
+        return full
+
+    def _by_partition(self, cols: FixColumns) -> list[tuple[int, np.ndarray | None]]:
+        """Each partition the rows go to and its rows in order (None: all of them)."""
+        if not len(cols):
+            return []
+        parts = self.partitions_of(cols.vehicle_id)
+        if parts.count(parts[0]) == len(parts):  # one vehicle, or vehicles of one partition: no split
+            return [(parts[0], None)]
+        p = np.asarray(parts)
+        order = np.argsort(p, kind="stable")  # stable: each partition's rows keep their order
+        return [(parts[rows[0]], rows) for rows in np.split(order, np.flatnonzero(np.diff(p[order])) + 1)]
+
+    def _append(self, p: int, chunk: FixColumns, tags: list[T], counts: list[int], now: float,
+                full: list[Batch[T]]) -> None:
         while True:
             batch = self._open.get(p)
             if batch is None:
                 batch = self._open[p] = Batch(p, chunk.vehicle_id[0].encode(), started=now)
             room = self.max_fixes - batch.fixes
-            head, rest = (chunk, None) if len(chunk) <= room else (chunk.take(np.arange(room)),
-                                                                   chunk.take(np.arange(room, len(chunk))))
+            if len(chunk) <= room:
+                head, rest, head_tags, head_counts = chunk, None, tags, counts
+            else:
+                head, rest = chunk.take(np.arange(room)), chunk.take(np.arange(room, len(chunk)))
+                head_tags, head_counts, tags, counts = _split_runs(tags, counts, room)
             batch.chunks.append(head)
-            batch.tags.append(tag)
+            if batch.tags and head_tags[0] is batch.tags[-1]:  # the same message goes on: one run
+                batch.counts[-1] += head_counts[0]
+                batch.tags.extend(head_tags[1:])
+                batch.counts.extend(head_counts[1:])
+            else:
+                batch.tags.extend(head_tags)
+                batch.counts.extend(head_counts)
             batch.fixes += len(head)
             if batch.fixes >= self.max_fixes:
                 full.append(self._open.pop(p))
             if rest is None:
                 return
             chunk = rest
+
+    def next_due(self) -> float | None:
+        """When the oldest open batch is due (its start + ``linger_s``), None if none is open."""
+        return min(b.started for b in self._open.values()) + self.linger_s if self._open else None
 
     def due(self, now: float) -> list[Batch[T]]:
         """Batches older than the linger time (taken out of the buffer)."""

@@ -5,10 +5,11 @@ is a pause: SIGSTOP leaves its sockets open but answers nothing, like a hung
 or partitioned broker; produce requests time out (``bridge.kafka_timeout_s``).
 The bridge holds at most ``bridge.max_in_flight`` messages (100 here) and
 then stops reading from the MQTT broker; every other fix waits, acknowledged
-to the gateway, in the broker's queue for the bridge's session. A 1 s MQTT
-keepalive lets mosquitto drop the silent bridge during the outage (most
-runs), so the catch-up usually also goes through a reconnect and redelivery
-(``mqtt_reconnects`` in the summary). No fix may be lost or reordered.
+to the gateway, in the broker's queue for the bridge's session. The MQTT
+keepalive is 1 s: the bridge keeps pinging while it does not read, so
+mosquitto keeps its connection (``mqtt_reconnects`` in the summary; a
+reconnect with redelivery is what ``test_mqtt_restart.py`` goes through).
+No fix may be lost or reordered.
 """
 
 from __future__ import annotations

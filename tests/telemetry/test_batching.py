@@ -113,3 +113,43 @@ def test_a_batch_that_cannot_be_encoded_says_so_with_a_value_error():
     assert batch.tags == ["good", "bad"]
     with pytest.raises(ValueError, match="vehicle id contains NUL"):
         batch.payload()
+
+
+@given(st.lists(st.integers(0, 9), max_size=80), st.integers(1, 7), st.integers(1, 5))
+def test_rows_of_many_messages_keep_their_owners_and_each_vehicles_order(vehicles, max_fixes, per_message):
+    """``add_rows``: row i is owned by message i // per_message; every batch says whose rows it holds, in order."""
+    b: PartitionBatcher[str] = PartitionBatcher(3, max_fixes=max_fixes, linger_s=1.0)
+    sent = [Fix(f"V{v}", 1_788_832_800.0 + i, 24.5, 118.1) for i, v in enumerate(vehicles)]
+    names = [f"m{j}" for j in range(len(sent))]  # one object per message: runs are told apart by identity
+    owners = [names[i // per_message] for i in range(len(sent))]
+    full = b.add_rows(from_fixes(sent), owners, 0.0) if sent else []
+    assert all(x.fixes == max_fixes for x in full)
+    got: list[tuple[Fix, str]] = []
+    for x in full + b.drain():
+        rows = decode(x.payload()).fixes()
+        assert 0 < x.fixes <= max_fixes and sum(x.counts) == x.fixes == len(rows)
+        assert {partition_for(f.vehicle_id.encode(), 3) for f in rows} == {x.partition}
+        assert all(a is not c for a, c in zip(x.tags, x.tags[1:]))  # one run per owner in a row
+        mine = [tag for tag, n in x.owners() for _ in range(n)]
+        got += list(zip(rows, mine, strict=True))
+    assert sorted(got, key=lambda p: p[0].ts) == list(zip(sent, owners))  # each row once, with its owner
+    by_vehicle: dict[str, list[float]] = {}
+    for f, _ in got:  # batches of one partition in the order they were closed
+        by_vehicle.setdefault(f.vehicle_id, []).append(f.ts)
+    assert all(ts == sorted(ts) for ts in by_vehicle.values())
+
+
+def test_rows_need_one_owner_each():
+    b: PartitionBatcher[str] = PartitionBatcher(3, max_fixes=10, linger_s=1.0)
+    with pytest.raises(ValueError, match="2 owners for 1 rows"):
+        b.add_rows(from_fixes(fixes("V1")), ["a", "b"], 0.0)
+
+
+def test_next_due_is_the_oldest_open_batch_plus_the_linger():
+    b: PartitionBatcher[str] = PartitionBatcher(8, max_fixes=100, linger_s=0.5)
+    assert b.next_due() is None
+    for t, vid in ((10.0, "v1"), (10.2, "v2"), (10.1, "v3")):
+        b.add(from_fixes(fixes(vid)), vid, t)
+    assert b.next_due() == pytest.approx(min(x.started for x in b._open.values()) + 0.5)
+    b.due(11.0)
+    assert b.next_due() is None

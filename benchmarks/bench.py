@@ -3,17 +3,20 @@
 1. the zone-index micro suite (``bench_zone_index.py``): 100 / 1,000 / 20,000
    zones, simple and 500-vertex polygons, point and segment tests, against a
    per-fix loop and rtree;
-2. the worker alone on partition batches already in Kafka (``bench_engine.py``);
+2. the worker alone on partition batches already in Kafka (``bench_engine.py``),
+   then the vectorised kernel alone on the same workload sizes
+   (``bench_checker.kernel``: decode + project + point test + segment test, one
+   core, no worker) and the ratio between the two;
 3. the end-to-end run on the embedded stack (``bench_end_to_end.py``):
-   latency at a fixed offered rate, sustained throughput with 100-fix arrays
-   and with single-fix messages, worker memory per vehicle, and the naive
-   per-fix baseline (``naive_worker.py``) on the same workload.
+   latency at a fixed offered rate with single-fix messages and with 100-fix
+   arrays, sustained throughput with 100-fix arrays and with single-fix
+   messages, worker memory per vehicle, and the naive per-fix baseline
+   (``naive_worker.py``) on the same workload.
 
-The last line always carries ``fixes_per_s``, ``fixes_per_s_single``,
-``p50_latency_s``, ``p99_latency_s``, ``vs_naive`` and ``bytes_per_vehicle``
-(``nan`` where a phase did not run or failed; the exit status is then 1).
+The last line always carries the keys of ``REQUIRED`` (``nan`` where a phase
+did not run or failed; the exit status is then 1), then every other figure.
 Figures are reported, never asserted. Full run: under ~10 minutes on 2 cores;
-``--quick``: under 2 minutes.
+``--quick``: a few minutes.
 
     make bench                         # full
     make bench BENCH_ARGS=--quick      # smoke run
@@ -35,7 +38,25 @@ import bench_end_to_end as e2e  # noqa: E402
 import bench_engine as engine  # noqa: E402
 import bench_zone_index as micro  # noqa: E402
 
-REQUIRED = ("fixes_per_s", "fixes_per_s_single", "p50_latency_s", "p99_latency_s", "vs_naive", "bytes_per_vehicle")
+REQUIRED = ("engine_fixes_per_s", "kernel_fixes_per_s", "engine_vs_kernel",
+            "fixes_per_s", "fixes_per_s_single",
+            "p50_latency_s", "p99_latency_s", "p50_latency_array_s", "p99_latency_array_s",
+            "bytes_per_vehicle", "vs_naive")
+
+
+def run_kernel(args: argparse.Namespace, fig: dict[str, float]) -> None:
+    """The kernel alone on bench_engine's workload sizes; ``kernel_fixes_per_s`` and ``engine_vs_kernel``."""
+    import bench_checker as checker  # here: a broken import is reported like any failed phase
+
+    rate = checker.kernel_from_args(args)
+    fig["kernel_fixes_per_s"] = rate
+    engine_rate = fig.get("engine_fixes_per_s", math.nan)
+    if engine_rate > 0 and math.isfinite(engine_rate) and math.isfinite(rate):
+        fig["engine_vs_kernel"] = rate / engine_rate
+        print(f"kernel alone {rate:,.0f} fixes per CPU second, worker alone {engine_rate:,.0f} fixes/s: "
+              f"engine_vs_kernel {rate / engine_rate:.2f} (the kernel is that many times the worker's rate)")
+    else:
+        print(f"kernel alone {rate:,.0f} fixes per CPU second; no engine figure to compare it with")
 
 
 def main() -> int:
@@ -65,6 +86,12 @@ def main() -> int:
         print("\n=== engine alone (partition batches already in Kafka) ===")
         try:
             fig.update(engine.run(args))
+        except Exception:  # noqa: BLE001 - report and go on with the end-to-end run
+            traceback.print_exc()
+            failed = True
+        print("\n=== kernel alone (decode + project + point test + segment test, one core, no worker) ===")
+        try:
+            run_kernel(args, fig)
         except Exception:  # noqa: BLE001 - report and go on with the end-to-end run
             traceback.print_exc()
             failed = True

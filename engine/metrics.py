@@ -57,8 +57,8 @@ class WorkerMetrics:
             "citywatch_processing_errors_total", "Batches that raised while being processed", ["agent"],
             registry=registry)
         self.checkpointed = Counter(
-            "citywatch_states_checkpointed_total", "Position-only vehicle states written to the tracks table "
-            "at a checkpoint (not at once)", registry=registry)
+            "citywatch_states_checkpointed_total", "Vehicle states written to the tracks table at a checkpoint, "
+            "as rows of its blocks", registry=registry)
         self.vehicles_in_memory = Gauge(
             "citywatch_vehicles_in_memory", "Vehicle states this worker holds for its partitions", registry=registry)
         self.worker_lag = Gauge(

@@ -10,15 +10,18 @@ duplicate, and alert ids are stable. A batch's alerts are produced before its
 state is written, so a worker killed in between repeats them (same ids)
 rather than losing them behind state that already moved on.
 
-The ``flag_offline_vehicles`` timer scans the ``tracks`` entries of the
-partitions this worker owns for moving vehicles gone silent
-(engine.geofence.offline). ``tracks.items()`` alone is not enough: with
-standby replicas (``table_standby_replicas``, 1 by default) the local store
-also holds other workers' partitions, so keys are filtered by the partition
-the producer's partitioner gives them (the table is written with
+The vehicles' states live as arrays, one fleet per partition, kept durable
+in the ``tracks`` table as checkpoint blocks and vehicle records
+(engine.geofence.fleet_store). A batch is checked partition by partition
+against that partition's fleet. The ``flag_offline_vehicles`` timer scans
+the fleets of the partitions this worker owns for moving vehicles gone
+silent (engine.geofence.offline). With standby replicas
+(``table_standby_replicas``, 1 by default) the local store also holds other
+workers' partitions, so table keys are sorted by the partition the
+producer's partitioner gives them (the table is written with
 ``use_partitioner=True``, so its key -> partition mapping is the producer's,
 the same as the bridge's for the fixes topic), against the worker's assigned
-actives. Writes from the timer work for the same reason. The scan's "now"
+actives. The scan's "now"
 lags the clock by how far the worker is behind in each partition (see
 :class:`engine.geofence.offline.Progress`), so catching up after a restart
 does not raise a flood of false offline alerts.
@@ -47,8 +50,8 @@ from engine.clock import Clock
 from engine.geofence import overload
 from engine.geofence.checker import ZoneChecker
 from engine.geofence.intake import log_position
-from engine.geofence.live_states import LiveStates, is_durable
-from engine.geofence.offline import Progress, scan_offline
+from engine.geofence.fleet_store import FleetStore, is_durable
+from engine.geofence.offline import Progress, scan_offline, silent_rows
 from engine.metrics import WorkerMetrics
 from engine.settings import Settings
 from engine.telemetry.columns import FixColumns, concat
@@ -64,11 +67,12 @@ def register(app: faust.App, topics: Topics, settings: Settings, metrics: Worker
     checker.configure(settings)
     tracks = app.tables.add(_RawKeyTable(
         app, name="tracks", default=None, partitions=settings.kafka.partitions, use_partitioner=True,
-        key_type=str, schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
+        key_type=str, value_type=bytes,   # values: fleet blocks and JSON vehicle records (engine.geofence.fleet_store)
+        schema=faust.Schema(key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw"),
         extra_topic_configs=settings.kafka.table_topic_configs))
     sink = KafkaAlertSink(topics.alerts, metrics, clock)
     owned = _Ownership(app, topics.fixes.get_topic_name(), settings.kafka.partitions)
-    states = LiveStates(tracks, owned.partition_of)
+    states = FleetStore(tracks, owned.partition_of)
     progress = Progress()
     lag, host = overload.PartitionLag(), socket.gethostname()
     episode = overload.Overload(settings.worker.max_lag_s, worker_id=f"{host}:{settings.web.port}", host=host,
@@ -84,10 +88,9 @@ def register(app: faust.App, topics: Topics, settings: Settings, metrics: Worker
     async def check_zones(stream):
         w = settings.worker
         async for events in stream.take_events(w.batch_size, within=w.batch_window_s):
-            parts: list[FixColumns] = []
-            bases: list[np.ndarray] = []   # log_position(offset, index in record): tells replays from late fixes
-            newest: dict[int, float] = {}          # partition -> newest fix read from it (stream progress)
-            partition_of: dict[str, int] = {}
+            # Per partition: its records' columns and log_position(offset, index in record) of every row
+            # (tells replays from late fixes).
+            by_part: dict[int, tuple[list[FixColumns], list[np.ndarray]]] = {}
             bad: list[Rejection] = []
             for ev in events:
                 m = ev.message
@@ -98,44 +101,49 @@ def register(app: faust.App, topics: Topics, settings: Settings, metrics: Worker
                     bad.append(Rejection("bad_record", f"undecodable record at {m.topic}[{m.partition}]@{m.offset}: "
                                          f"{exc}"[:300], bytes(ev.value or b""), topic=m.topic, source="kafka"))
                     continue
-                if not len(decoded):
-                    continue
-                parts.append(decoded)
-                bases.append(log_position(m.offset, 0) + np.arange(len(decoded), dtype=np.int64))
-                p = m.partition
-                newest[p] = max(newest.get(p, 0.0), float(decoded.ts.max()))
-                partition_of.update(dict.fromkeys(decoded.vehicle_id, p))
-            cols = concat(parts)
+                if len(decoded):
+                    parts, bases = by_part.setdefault(m.partition, ([], []))
+                    parts.append(decoded)
+                    bases.append(log_position(m.offset, 0) + np.arange(len(decoded), dtype=np.int64))
+            batches = [(p, concat(parts), np.concatenate(bases)) for p, (parts, bases) in sorted(by_part.items())]
             try:
-                counts = np.bincount(cols.source_code, minlength=len(cols.sources))
-                for source, n in zip(cols.sources, counts.tolist()):  # one increment per source, not per fix
-                    if n:
-                        metrics.fixes_received.labels(source).inc(n)
-                async with table_lock:
-                    before = {vid: states.get(p, vid) for vid, p in partition_of.items()}
-                    result = checker.check_columns(cols, before, np.concatenate(bases) if bases else None)
-                    metrics.zone_checks.inc(result.checked)
-                    metrics.fixes_late.inc(result.late)
-                    for p, ts in newest.items():
-                        progress.update(p, clock.now(), ts)
-                    metrics.batch_size.observe(len(cols))
-                    # Alerts before state: a worker killed in between replays the batch and repeats the
-                    # alerts (same ids) instead of losing them behind a state that already moved on.
-                    event_ts = {a["alert_id"]: f_ts(a) for a in result.alerts if not a.get("late")}
-                    await sink.emit(result.alerts, event_ts)
-                    alerted = {a.get("vehicle_id") for a in result.alerts}
-                    for vid, st in result.states.items():
-                        states.put(partition_of[vid], vid, st, durable=is_durable(before[vid], st, vid in alerted))
-                await reject(bad + result.rejections)
+                await check_batch(batches, bad)
             except Exception:  # noqa: BLE001 - keep the agent alive; the batch is kept on fixes.rejected
                 first = events[0].message
-                log.exception("check_zones: batch of %d fixes from %s[%s]@%s failed", len(cols), first.topic,
-                              first.partition, first.offset)
+                log.exception("check_zones: batch of %d fixes from %s[%s]@%s failed",
+                              sum(len(c) for _, c, _ in batches), first.topic, first.partition, first.offset)
                 metrics.processing_errors.labels("check_zones").inc()
                 await reject([Rejection("processing_error", "the worker failed on this fix; see its log",
                                         f.to_json(), topic=first.topic, vehicle_id=f.vehicle_id, source="worker")
-                              for f in cols.fixes()])
+                              for _, cols, _ in batches for f in cols.fixes()])
             lag.read(clock.now(), ((ev.message.partition, ev.message.offset, ev.message.timestamp) for ev in events))
+
+    async def check_batch(batches: list[tuple[int, FixColumns, np.ndarray]], bad: list[Rejection]) -> None:
+        """Check each partition's fixes against its fleet; alerts out, then the states written back."""
+        for _, cols, _ in batches:
+            counts = np.bincount(cols.source_code, minlength=len(cols.sources))
+            for source, n in zip(cols.sources, counts.tolist()):  # one increment per source, not per fix
+                if n:
+                    metrics.fixes_received.labels(source).inc(n)
+        async with table_lock:
+            results = []
+            for p, cols, positions in batches:
+                result = checker.check_columns(cols, states.fleet(p), positions)
+                results.append((p, cols, result))
+                metrics.zone_checks.inc(result.checked)
+                metrics.fixes_late.inc(result.late)
+                progress.update(p, clock.now(), float(cols.ts.max()))
+                metrics.batch_size.observe(len(cols))
+            alerts = [a for _, _, r in results for a in r.alerts]
+            # Alerts before state: a worker killed in between replays the batch and repeats the
+            # alerts (same ids) instead of losing them behind a state that already moved on.
+            await sink.emit(alerts, {a["alert_id"]: f_ts(a) for a in alerts if not a.get("late")})
+            alerted = {a.get("vehicle_id") for a in alerts}
+            for p, cols, result in results:
+                for vid, st in result.states.items():
+                    states.put(p, vid, st, durable=is_durable(result.before.get(vid), st, vid in alerted))
+                states.moved(p, result.moves.apply(states.fleet(p), cols))
+        await reject(bad + [x for _, _, r in results for x in r.rejections])
 
     @app.timer(interval=settings.worker.checkpoint_s)
     async def checkpoint_positions() -> None:
@@ -170,7 +178,9 @@ def register(app: faust.App, topics: Topics, settings: Settings, metrics: Worker
     @app.timer(interval=10.0)
     async def update_active_vehicles() -> None:
         cutoff = clock.now() - settings.worker.active_window_s
-        counts = Counter(st.get("class", "other") for st in states.all_states() if st["ts"] >= cutoff)
+        counts: Counter[str] = Counter()
+        for fleet in states.fleets():
+            counts.update(fleet.active_by_class(cutoff))
         metrics.vehicles_active.clear()
         for vclass, n in counts.items():
             metrics.vehicles_active.labels(vclass).set(n)
@@ -183,11 +193,12 @@ def register(app: faust.App, topics: Topics, settings: Settings, metrics: Worker
             try:
                 async with table_lock:   # not between an agent batch's read and write of the same vehicles
                     alerts, changed = [], []
-                    for p, items in states.owned(owned.partitions()):
+                    for p, fleet in states.owned(owned.partitions()):
                         now = progress.stream_now(p, clock.now())
                         if now is None:  # nothing read from this partition yet: no evidence of silence
                             continue
-                        a, c = scan_offline(items, now, settings.geofence, checker.tz)
+                        a, c = scan_offline(silent_rows(fleet, now, settings.geofence), now, settings.geofence,
+                                            checker.tz)
                         alerts += a
                         changed += [(p, vid, st) for vid, st in c.items()]
                     await sink.emit(alerts, {})

@@ -40,6 +40,7 @@ from engine.geofence import late as late_policy
 from engine.geofence.alerting import zone_alert
 from engine.geofence.batch import BatchGeometry, IndexView
 from engine.geofence.fast_lane import NO_ZONES
+from engine.geofence.fleet import PartitionFleet, StateView
 from engine.geofence.index import ZoneIndex
 from engine.geofence.offline import online_alert
 from engine.geofence.transitions import CLOSING, Observation, Tuning, ZoneEvent, close_zone, step_zone
@@ -59,6 +60,8 @@ class BatchResult:
     rejections: list[Rejection] = field(default_factory=list)
     checked: int = 0          # fixes tested against the zones (live and late)
     late: int = 0             # late fixes evaluated for the audit record
+    moves: fast_lane.Moves = fast_lane.NO_MOVES                       # the fast lane's vehicles (columns)
+    before: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # stored states the full lane read
 
 
 class ZoneChecker:
@@ -131,22 +134,24 @@ class ZoneChecker:
         return BatchResult(intake.finish(jumps.suspects, ordered.newest, states, cur), alerts + list(late_seen.values()),
                            rejections, checked=len(rows), late=len(late_rows))
 
-    def check_columns(self, cols: FixColumns, states: Mapping[str, dict | None],
+    def check_columns(self, cols: FixColumns, fleet: PartitionFleet,
                       positions: np.ndarray | None = None) -> BatchResult:
-        """:meth:`check` for a batch as columns: vehicles far from every zone take the fast lane
-        (engine.geofence.fast_lane, no Python object per fix); the rest, as :class:`Fix` objects, this
-        checker's per-fix path. ``positions``: each row's ``intake.log_position``."""
+        """:meth:`check` for a batch as columns against a partition's fleet: vehicles far from every zone take
+        the fast lane (engine.geofence.fast_lane, no Python object per fix; their new last fixes come back as
+        ``moves``); the rest, as :class:`Fix` objects, this checker's per-fix path, reading their states from
+        the fleet (``before`` holds what it read). ``positions``: each row's ``intake.log_position``."""
         if not len(cols):
             return BatchResult()
         view = self._view
         x, y = view.index.project(cols.lon, cols.lat)
-        lanes = fast_lane.split(cols, x, y, states, positions, view, self._cfg[2], self._cfg[0].margin)
+        lanes = fast_lane.split(cols, x, y, fleet, positions, view, self._cfg[2], self._cfg[0].margin)
         if not lanes.full_rows.size:
-            return BatchResult(lanes.states, [], [], checked=lanes.checked)
-        full = self.check([cols.fix(r) for r in lanes.full_rows.tolist()], states,
+            return BatchResult(moves=lanes.moves, checked=lanes.checked)
+        before = StateView(fleet)
+        full = self.check([cols.fix(r) for r in lanes.full_rows.tolist()], before,
                           None if positions is None else positions[lanes.full_rows].tolist())
-        return BatchResult({**full.states, **lanes.states}, full.alerts, full.rejections,
-                           checked=full.checked + lanes.checked, late=full.late)
+        return BatchResult(full.states, full.alerts, full.rejections, checked=full.checked + lanes.checked,
+                           late=full.late, moves=lanes.moves, before=before.seen)
 
     # --- evaluation -----------------------------------------------------------------------
 

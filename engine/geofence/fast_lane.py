@@ -27,65 +27,96 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from engine.geofence.batch import IndexView
+from engine.geofence.fleet import NO_ZONES, PartitionFleet
 from engine.settings import FilterSettings
 from engine.telemetry.columns import FixColumns
 from engine.telemetry.filters import FIX_VALID_BIT
 
-NO_ZONES: dict[str, dict] = {}  # shared by every state near no zone (never mutated); the checker uses the same
+__all__ = ["NO_ZONES", "Lanes", "Moves", "split"]
+
+
+@dataclass(frozen=True)
+class Moves:
+    """The fast lane's answer: each of its vehicles' new last fix, as columns (nothing else about it changes)."""
+
+    vehicles: list[str]        # fast-lane vehicles
+    rows: np.ndarray           # their rows in the fleet, -1 for a vehicle new to it
+    src: np.ndarray            # the batch row of each one's newest fix
+    x: np.ndarray
+    y: np.ndarray
+    speed: np.ndarray          # km/h, rounded to 0.01; NaN: unknown
+    pos: np.ndarray | None     # newest log position (None: the batch had none; the stored one stays)
+
+    def __len__(self) -> int:
+        return len(self.vehicles)
+
+    def apply(self, fleet: PartitionFleet, cols: FixColumns) -> np.ndarray:
+        """Write the moves into ``fleet`` (new vehicles get rows); returns the rows written."""
+        rows = self.rows.copy()
+        new = rows < 0
+        if new.any():
+            rows[new] = fleet.add([v for v, n in zip(self.vehicles, new.tolist()) if n])
+        codes = np.array([fleet.code_of_class(c) for c in cols.classes], dtype=np.uint8)
+        src = self.src
+        fleet.write(rows, ts=cols.ts[src], lat=cols.lat[src], lon=cols.lon[src], x=self.x, y=self.y,
+                    speed=self.speed, class_code=codes[cols.class_code[src]], pos=self.pos)
+        return rows
+
+
+NO_MOVES = Moves([], np.empty(0, dtype=np.intp), np.empty(0, dtype=np.intp), np.empty(0), np.empty(0),
+                 np.empty(0), None)
 
 
 @dataclass(frozen=True)
 class Lanes:
-    """How a batch splits: the full lane's rows (in their original order) and the fast lane's new states."""
+    """How a batch splits: the full lane's rows (in their original order) and the fast lane's moves."""
 
     full_rows: np.ndarray                 # row numbers of ``cols`` for the checker's per-fix path
-    states: dict[str, dict[str, Any]]     # fast-lane vehicles -> new state
+    moves: Moves                          # fast-lane vehicles' new last fixes
     checked: int                          # fast-lane fixes tested against the zones
 
 
-def split(cols: FixColumns, x: np.ndarray, y: np.ndarray, states: Mapping[str, dict | None],
-          positions: np.ndarray | None, view: IndexView, filt: FilterSettings, margin: float) -> Lanes:
-    """Decide the fast lane of a batch; ``x``/``y`` are the rows projected, ``positions`` their log positions."""
+def split(cols: FixColumns, x: np.ndarray, y: np.ndarray, fleet: PartitionFleet, positions: np.ndarray | None,
+          view: IndexView, filt: FilterSettings, margin: float) -> Lanes:
+    """Decide the fast lane of a batch against the vehicles' rows in ``fleet``; ``x``/``y`` are the batch's rows
+    projected, ``positions`` their log positions."""
     n = len(cols)
     if n == 0:
-        return Lanes(np.empty(0, dtype=np.intp), {}, 0)
+        return Lanes(np.empty(0, dtype=np.intp), NO_MOVES, 0)
     ids = cols.vehicle_id
     code_of: dict[str, int] = {}
     codes = np.fromiter((code_of.setdefault(v, len(code_of)) for v in ids), dtype=np.intp, count=n)
     vehicles = list(code_of)
     m = len(vehicles)
 
-    # Per vehicle: its stored state, and whether it must take the full lane whatever its fixes are.
+    # Per vehicle: its stored row, and whether it must take the full lane whatever its fixes are.
+    vrows = fleet.lookup(vehicles)
+    known = vrows >= 0
+    at = np.where(known, vrows, 0)
+    last_ts = np.where(known, fleet.ts[at], np.nan)
+    known &= ~np.isnan(last_ts)
+    last_x, last_y = np.where(known, fleet.x[at], np.nan), np.where(known, fleet.y[at], np.nan)
+    done = np.where(known, fleet.pos[at], -1)
     full_v = np.zeros(m, dtype=bool)
     settled = np.full(m, -1, dtype=np.intp)   # the zone (index position) a vehicle is settled inside, or -1
-    last_ts, last_x, last_y = np.full(m, np.nan), np.full(m, np.nan), np.full(m, np.nan)
-    done = np.full(m, -1, dtype=np.int64)
-    corridors = view.corridors
-    for v, vid in enumerate(vehicles):
-        st = states.get(vid)
-        if st is not None:
-            if "sus" in st or "off" in st:
+    if fleet.extra:   # only vehicles with zones, suspects or an offline mark: a Python look each
+        extra_rows = np.fromiter(fleet.extra.keys(), dtype=np.intp, count=len(fleet.extra))
+        for v in np.flatnonzero(known & np.isin(vrows, extra_rows)).tolist():
+            extra = fleet.extra[int(vrows[v])]
+            if "sus" in extra or "off" in extra:
                 full_v[v] = True
-                continue
-            if st["zones"]:
-                z = _settled_zone(st["zones"], view)
+            elif extra.get("zones"):
+                z = _settled_zone(extra["zones"], view)
                 if z < 0:
                     full_v[v] = True
-                    continue
                 settled[v] = z
-            last_ts[v], last_x[v], last_y[v] = st["ts"], st["x"], st["y"]
-            pos = st.get("pos")
-            if pos is not None:
-                if type(pos) is not int:   # an old [offset, index] pair: the full lane reads it
-                    full_v[v] = True
-                    continue
-                done[v] = pos
-        if vid in corridors:
+    for vid in view.corridors:
+        v = code_of.get(vid)
+        if v is not None:
             full_v[v] = True
 
     # Rows a filter looks at, or the full lane's anyway.
@@ -149,42 +180,28 @@ def split(cols: FixColumns, x: np.ndarray, y: np.ndarray, states: Mapping[str, d
                 hit, _, _ = index.distance_hits(ox[near], oy[near], view.approach_max + margin)
                 bad_v[oc[near[hit]]] = True
 
-    # The fast lane: each vehicle's last row makes its new state.
+    # The fast lane: each vehicle's last row makes its new last fix.
     last = np.ones(n, dtype=bool)
     last[:-1] = oc[1:] != oc[:-1]
     fast_last = np.flatnonzero(last & ~bad_v[oc])
-    new_states: dict[str, dict[str, Any]] = {}
+    moves = NO_MOVES
     if fast_last.size:
         rows = order[fast_last]
+        vs = oc[fast_last]
         speed = cols.speed_kmh[rows]
         implied_last = np.where(anchored[fast_last], np.hypot(ox[fast_last] - ax[fast_last],
                                                               oy[fast_last] - ay[fast_last]), np.nan)
         with np.errstate(invalid="ignore", divide="ignore"):
             implied_last = implied_last / dt[fast_last] * 3.6
         speed = np.where(np.isnan(speed), implied_last, speed)
-        newest = None
+        speed = np.array([round(sp, 2) for sp in speed.tolist()])   # as the full lane rounds (Python's round)
+        pos = None
         if positions is not None:   # the vehicle's newest log position (rows are in time order, not log order)
-            pos_sorted = positions[order]
-            newest = np.maximum.reduceat(pos_sorted, np.flatnonzero(first))[~bad_v[oc[first]]]
-        classes = cols.classes
-        for k, (r, v, sp) in enumerate(zip(rows.tolist(), oc[fast_last].tolist(), speed.tolist())):
-            vid = vehicles[v]
-            old = states.get(vid)
-            state = {"ts": float(cols.ts[r]), "lat": float(cols.lat[r]), "lon": float(cols.lon[r]),
-                     "x": float(x[r]), "y": float(y[r]), "class": classes[cols.class_code[r]],
-                     "speed": None if sp != sp else round(sp, 2),
-                     "zones": old["zones"] if settled[v] >= 0 else NO_ZONES}  # settled: unchanged (shared)
-            if newest is not None:
-                pos = int(newest[k])
-                if done[v] > pos:
-                    pos = int(done[v])
-                state["pos"] = pos
-            else:
-                if old is not None and old.get("pos") is not None:
-                    state["pos"] = old["pos"]
-            new_states[vid] = state
+            newest = np.maximum.reduceat(positions[order], np.flatnonzero(first))[~bad_v[oc[first]]]
+            pos = np.maximum(newest, done[vs])
+        moves = Moves([vehicles[v] for v in vs.tolist()], vrows[vs], rows, x[rows], y[rows], speed, pos)
     full_rows = np.flatnonzero(bad_v[codes])
-    return Lanes(full_rows, new_states, n - full_rows.size)
+    return Lanes(full_rows, moves, n - full_rows.size)
 
 
 _SETTLED_KEYS = frozenset({"rule", "in", "since", "inc"})

@@ -8,8 +8,9 @@ mark) is kept per row in ``extra``, as the checker's dicts.
 :meth:`PartitionFleet.state` and :meth:`PartitionFleet.put_state` convert one row to and from the dict the
 checker's per-fix path reads and returns (``ts``, ``lat``, ``lon``, ``x``, ``y``, ``class``, ``speed``,
 ``zones``, and ``pos``, ``sus``, ``off`` when present), so the fast lane and the per-fix path share one store.
-:meth:`PartitionFleet.pack` and :meth:`PartitionFleet.unpack` write the rows as one binary record (the
-columns, the ids joined by NUL, the extras as JSON), for checkpoints.
+:meth:`PartitionFleet.pack` and :meth:`PartitionFleet.unpack` write a range of rows as one binary record (its
+first row, the columns, the ids joined by NUL, the extras as JSON): the checkpoint blocks of
+engine.geofence.fleet_store.
 
 >>> f = PartitionFleet()
 >>> f.put_state("闽DH0001", {"ts": 1.0, "lat": 24.5, "lon": 118.1, "x": 1.0, "y": 2.0, "class": "hazmat",
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from engine.geofence.intake import stored_position
 from engine.telemetry.models import CLASSES
 
 _COLUMNS = (("ts", "<f8"), ("lat", "<f8"), ("lon", "<f8"), ("x", "<f8"), ("y", "<f8"), ("speed", "<f8"),
@@ -37,15 +39,16 @@ _COLUMNS = (("ts", "<f8"), ("lat", "<f8"), ("lon", "<f8"), ("x", "<f8"), ("y", "
 _FILL = {"ts": np.nan, "lat": np.nan, "lon": np.nan, "x": np.nan, "y": np.nan, "speed": np.nan, "pos": -1,
          "class_code": 0}
 _EXTRA_KEYS = ("zones", "sus", "off")
-_MAGIC = b"CWS\x01"
-_HEADER = struct.Struct("<4sIII")   # magic+version, rows, ids bytes, extras bytes
-NO_ZONES: dict[str, dict] = {}
+_MAGIC = b"CWS\x02"
+_HEADER = struct.Struct("<4sIIII")   # magic+version, first row, rows, ids bytes, extras bytes
+NO_ZONES: dict[str, dict] = {}  # shared by every state near no zone (never mutated)
 
 
 class PartitionFleet:
     """Every vehicle of one partition this worker has seen, one row each."""
 
     def __init__(self, capacity: int = 1024):
+        self.first = 0   # the row this fleet's row 0 stands for (a checkpoint block's place in its partition)
         self.rows: dict[str, int] = {}
         self.ids: list[str] = []
         self.extra: dict[int, dict[str, Any]] = {}
@@ -116,7 +119,7 @@ class PartitionFleet:
         self.ts[r], self.lat[r], self.lon[r], self.x[r], self.y[r] = st["ts"], st["lat"], st["lon"], st["x"], st["y"]
         self.speed[r] = np.nan if st.get("speed") is None else st["speed"]
         self.class_code[r] = self.code_of_class(st.get("class") or "other")
-        pos = st.get("pos")
+        pos = stored_position(st.get("pos"))
         self.pos[r] = -1 if pos is None else pos
         extra = {k: st[k] for k in _EXTRA_KEYS if st.get(k)}
         if extra:
@@ -133,21 +136,24 @@ class PartitionFleet:
 
     # --- checkpoints ---------------------------------------------------------------------------------------
 
-    def pack(self) -> bytes:
-        """Every row as one record: header, ids, the class table, extras (JSON), then the columns."""
-        n = len(self.ids)
-        ids = "\x00".join(self.ids).encode("utf-8")
-        extras = orjson.dumps({"classes": self.classes, "extra": {str(r): e for r, e in self.extra.items()}})
-        parts = [_HEADER.pack(_MAGIC, n, len(ids), len(extras)), ids, extras]
-        parts += [getattr(self, name)[:n].astype(dtype, copy=False).tobytes() for name, dtype in _COLUMNS]
+    def pack(self, start: int = 0, stop: int | None = None) -> bytes:
+        """Rows ``start:stop`` as one record: header, ids, the class table, extras (JSON), then the columns."""
+        stop = len(self.ids) if stop is None else min(stop, len(self.ids))
+        n = max(0, stop - start)
+        ids = "\x00".join(self.ids[start:stop]).encode("utf-8")
+        extras = orjson.dumps({"classes": self.classes,
+                               "extra": {str(r - start): e for r, e in self.extra.items() if start <= r < stop}})
+        parts = [_HEADER.pack(_MAGIC, start, n, len(ids), len(extras)), ids, extras]
+        parts += [getattr(self, name)[start:start + n].astype(dtype, copy=False).tobytes() for name, dtype in _COLUMNS]
         return b"".join(parts)
 
     @classmethod
     def unpack(cls, data: bytes) -> PartitionFleet:
-        """A fleet from :meth:`pack`; ValueError naming the problem for anything else."""
+        """The rows of one :meth:`pack` record (``first`` says where they stand); ValueError naming the problem
+        for anything else."""
         if len(data) < _HEADER.size:
             raise ValueError("fleet record: shorter than its header")
-        magic, n, n_ids, n_extras = _HEADER.unpack_from(data)
+        magic, first, n, n_ids, n_extras = _HEADER.unpack_from(data)
         if magic != _MAGIC:
             raise ValueError(f"fleet record: unknown header {magic!r}")
         width = sum(np.dtype(dtype).itemsize for _, dtype in _COLUMNS)
@@ -158,9 +164,10 @@ class PartitionFleet:
         at += n_ids
         meta = orjson.loads(data[at:at + n_extras])
         at += n_extras
-        if len(ids) != n:
-            raise ValueError(f"fleet record: {len(ids)} ids for {n} rows")
+        if len(ids) != n or len(set(ids)) != n:
+            raise ValueError(f"fleet record: {len(set(ids))} distinct ids for {n} rows")
         fleet = cls(capacity=max(n, 1))
+        fleet.first = first
         fleet.ids, fleet.rows = ids, dict(zip(ids, range(n)))
         fleet.classes = list(meta["classes"])
         fleet._class_codes = {c: i for i, c in enumerate(fleet.classes)}
@@ -169,7 +176,35 @@ class PartitionFleet:
             size = n * np.dtype(dtype).itemsize
             getattr(fleet, name)[:n] = np.frombuffer(data, dtype=dtype, count=n, offset=at)
             at += size
+        if n and int(fleet.class_code[:n].max()) >= len(fleet.classes):
+            raise ValueError("fleet record: a class code outside its class table")
         return fleet
+
+    def extend(self, block: PartitionFleet) -> None:
+        """Append a block's rows (ids not in this fleet yet) as they are: its row ``k`` becomes ``len(self) + k``."""
+        n, start = len(block), len(self.ids)
+        self._grow(start + n)
+        for k, vid in enumerate(block.ids, start):
+            self.rows[vid] = k
+        self.ids.extend(block.ids)
+        codes = np.array([self.code_of_class(c) for c in block.classes], dtype=np.uint8)
+        for name, _ in _COLUMNS:
+            getattr(self, name)[start:start + n] = getattr(block, name)[:n]
+        self.class_code[start:start + n] = codes[block.class_code[:n]]
+        self.extra.update({start + r: e for r, e in block.extra.items()})
+
+    # --- counts over the columns -------------------------------------------------------------------------
+
+    def active_by_class(self, cutoff: float) -> dict[str, int]:
+        """Vehicles whose last fix is at ``cutoff`` or later, per class."""
+        n = len(self.ids)
+        counts = np.bincount(self.class_code[:n][self.ts[:n] >= cutoff], minlength=len(self.classes))
+        return {c: int(k) for c, k in zip(self.classes, counts.tolist()) if k}
+
+    def moving_since(self, moving_kmh: float, before: float) -> np.ndarray:
+        """Rows whose last fix showed them moving (speed >= ``moving_kmh``) and is older than ``before``."""
+        n = len(self.ids)
+        return np.flatnonzero((self.speed[:n] >= moving_kmh) & (self.ts[:n] < before))
 
     # --- memory ------------------------------------------------------------------------------------------
 
@@ -183,3 +218,18 @@ class PartitionFleet:
             arr = np.full(new_cap, _FILL[name], dtype=dtype)
             arr[:cap] = old
             setattr(self, name, arr)
+
+
+class StateView:
+    """A fleet's rows as the checker's per-fix path reads them (``get``): each vehicle's dict built once."""
+
+    def __init__(self, fleet: PartitionFleet):
+        self.fleet = fleet
+        self.seen: dict[str, dict[str, Any] | None] = {}
+
+    def get(self, vid: str, default: Any = None) -> dict[str, Any] | None:
+        seen = self.seen
+        if vid in seen:
+            return seen[vid]
+        st = seen[vid] = self.fleet.state(vid)
+        return st

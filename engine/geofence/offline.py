@@ -15,12 +15,15 @@ during a rebalance) give the same ``alert_id``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
+
 from engine.alerts.models import make_alert, stable_id
 from engine.clock import to_iso
+from engine.geofence.fleet import PartitionFleet
 from engine.settings import GeofenceSettings
 from engine.telemetry.models import Fix
 
@@ -62,6 +65,19 @@ def silence_limit_s(vclass: str, cfg: GeofenceSettings) -> float | None:
     if interval <= 0 or cfg.offline_factor <= 0:
         return None
     return cfg.offline_factor * interval
+
+
+def silent_rows(fleet: PartitionFleet, now: float, cfg: GeofenceSettings) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The vehicles of ``fleet`` that :func:`scan_offline` may flag: moving at their last fix and silent for
+    longer than their class's limit, chosen over the fleet's columns (a state dict for those only)."""
+    limits = np.array([silence_limit_s(c, cfg) or np.inf for c in fleet.classes])
+    n = len(fleet)
+    rows = np.flatnonzero((fleet.speed[:n] >= cfg.moving_kmh) & (now - fleet.ts[:n] > limits[fleet.class_code[:n]]))
+    for r in rows.tolist():
+        vid = fleet.ids[r]
+        st = fleet.state(vid)
+        if st is not None and "off" not in st:
+            yield vid, st
 
 
 def scan_offline(states: Iterable[tuple[str, dict[str, Any] | None]], now: float, cfg: GeofenceSettings,

@@ -6,11 +6,11 @@ import doctest
 
 import pytest
 
-from engine.geofence import hysteresis, intake, late, live_states, offline
+from engine.geofence import fleet_store, hysteresis, intake, late, offline
 from engine.telemetry import filters
 
 
-@pytest.mark.parametrize("module", [hysteresis, intake, late, live_states, offline, filters], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", [fleet_store, hysteresis, intake, late, offline, filters], ids=lambda m: m.__name__)
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0

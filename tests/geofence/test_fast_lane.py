@@ -2,8 +2,8 @@
 
 The scenarios of the property tests (vehicles near zone boundaries, noise, jumps, sparse and late fixes,
 repeats, GPS-quality flags) plus vehicles far from every zone, fed batch by batch to two checkers: one
-through ``check`` (per fix), one through ``check_columns`` (fast lane + per fix). States, alerts and
-rejections must be equal after every batch.
+through ``check`` (per fix, states as dicts), one through ``check_columns`` (fast lane + per fix, states in a
+partition's fleet of arrays). States, alerts and rejections must be equal after every batch.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from engine.geofence.fleet import PartitionFleet
 from engine.geofence.intake import log_position
 from engine.telemetry.columns import from_fixes
 from tests.geofence.plane import Run, fix, load, rect
@@ -40,50 +41,57 @@ def rejected(rejections) -> Counter:
                    for r in rejections)
 
 
+def check_into(run: Run, fleet: PartitionFleet, batch, positions=None):
+    """``check_columns`` on ``batch`` against ``fleet``, its answer written back as the worker does."""
+    cols = from_fixes(batch)
+    res = run.checker.check_columns(cols, fleet, positions)
+    for vid, st in res.states.items():
+        fleet.put_state(vid, st)
+    res.moves.apply(fleet, cols)
+    return res
+
+
 @CASES
 @given(scenario(), st.lists(st.integers(0, 100), min_size=1, max_size=6), st.integers(0, 12), st.booleans())
 def test_columns_give_what_the_per_fix_checker_gives(case, ints, n_far, with_positions):
     zones, batches = case
     far = far_fleet(ints, n_far)
     per_fix, columns = Run(zones, settings=TUNING), Run(zones, settings=TUNING)
+    fleet = PartitionFleet(capacity=1)
     offset = 0
     for i, batch in enumerate(batches):
         batch = batch + far[i::len(batches)]
         positions = [log_position(offset, k) for k in range(len(batch))] if with_positions else None
         offset += 1
         a = per_fix.checker.check(batch, per_fix.states, positions)
-        b = columns.checker.check_columns(from_fixes(batch), columns.states,
-                                          None if positions is None else np.array(positions, dtype=np.int64))
-        assert b.states == a.states
+        b = check_into(columns, fleet, batch, None if positions is None else np.array(positions, dtype=np.int64))
+        per_fix.states.update(a.states)
+        assert dict(fleet.items()) == per_fix.states
         assert canonical(b.alerts) == canonical(a.alerts)
         assert rejected(b.rejections) == rejected(a.rejections)
         assert (b.checked, b.late) == (a.checked, a.late)
-        per_fix.states.update(a.states)
-        columns.states.update(b.states)
+        assert b.states.keys() | set(b.moves.vehicles) == a.states.keys()   # the lanes split the vehicles
+        assert not b.states.keys() & set(b.moves.vehicles)
 
 
 def test_vehicles_far_from_zones_take_the_fast_lane_and_near_ones_do_not():
     zones = load(rect("z", 0, 0, 100, 100))
-    run = Run(zones, settings=TUNING)
+    run, fleet = Run(zones, settings=TUNING), PartitionFleet()
     batch = [fix("near", 10, 50, 50), fix("far", 10, 5000, 5000), fix("far", 20, 5100, 5000, speed_kmh=None)]
-    res = run.checker.check_columns(from_fixes(batch), run.states)
+    res = check_into(run, fleet, batch)
     assert [a["kind"] for a in res.alerts] == ["zone.enter"]
-    far = res.states["far"]
+    assert res.moves.vehicles == ["far"] and list(res.states) == ["near"]
+    far = fleet.state("far")
     assert far["zones"] == {} and far["ts"] == batch[2].ts and far["speed"] == 36.0  # 100 m in 10 s
 
 
 def test_a_vehicle_settled_inside_a_zone_takes_the_fast_lane_until_it_leaves():
-    from engine.geofence import fast_lane
-
     zones = load(rect("z", 0, 0, 1000, 1000))
-    run = Run(zones, settings=TUNING)
-    run.feed(fix("v", 0, 500, 500))                       # enters: the full lane opens the incident
-    opened = run.states["v"]["zones"]
-    batch = [fix("v", 10, 520, 500), fix("v", 20, 540, 500)]
-    view = run.checker._view
-    cols = from_fixes(batch)
-    x, y = view.index.project(cols.lon, cols.lat)
-    lanes = fast_lane.split(cols, x, y, run.states, None, view, TUNING.filters, TUNING.geofence.exit_margin_m)
-    assert lanes.full_rows.size == 0 and lanes.states["v"]["zones"] is opened   # nothing about the zone changed
-    res = run.checker.check_columns(from_fixes([fix("v", 60, 1050, 500)]), lanes.states)  # leaves, 50 m out
+    run, fleet = Run(zones, settings=TUNING), PartitionFleet()
+    check_into(run, fleet, [fix("v", 0, 500, 500)])                  # enters: the full lane opens the incident
+    opened = fleet.state("v")["zones"]
+    res = check_into(run, fleet, [fix("v", 10, 520, 500), fix("v", 20, 540, 500)])
+    assert res.moves.vehicles == ["v"] and not res.states and not res.alerts   # nothing about the zone changed
+    assert fleet.state("v")["zones"] == opened and fleet.state("v")["ts"] == fix("v", 20, 0, 0).ts
+    res = check_into(run, fleet, [fix("v", 60, 1050, 500)])          # leaves, 50 m out
     assert [a["kind"] for a in res.alerts] == ["zone.exit"]

@@ -1,0 +1,233 @@
+"""The vehicles of the partitions a worker owns, as arrays, kept durable in the ``tracks`` table.
+
+Each partition's vehicles live in one :class:`engine.geofence.fleet.PartitionFleet` (a row a vehicle, rows
+never reused). The ``tracks`` table (a Faust table, so its changelog restores a partition on whichever worker
+takes it next) holds two kinds of entries, both on the partition of the vehicles they describe:
+
+- **blocks**: rows ``b * BLOCK_ROWS`` to ``(b + 1) * BLOCK_ROWS`` of partition ``p`` as one binary record under
+  the key ``#fleet/<p>/<b>/<salt>`` (``#`` is never in a vehicle id; the salt makes the producer's partitioner
+  put the key on ``p``). :meth:`FleetStore.flush` rewrites the blocks whose rows changed; the worker runs it
+  every ``worker.checkpoint_s`` and before it gives partitions up. A vehicle that only moved costs its share of
+  one block record per checkpoint instead of one changelog record per batch.
+- **vehicle records**: a vehicle's whole state as JSON under its id, written at once when its zone membership,
+  incidents, jump suspects or offline mark changed, or it raised an alert (:func:`is_durable`): an open
+  incident or its hysteresis is never only in memory. The next checkpoint writes the vehicle's block and
+  deletes the record (a tombstone), so the table holds about one block entry per ``BLOCK_ROWS`` vehicles.
+
+What a worker killed with ``-9`` loses is at most ``worker.checkpoint_s`` of position-only updates.
+A partition is read back the first time the worker touches it after getting it: its blocks in order, then its
+vehicle records, a record replacing its vehicle's row when it is at least as new (event time). Entries the
+table held before blocks existed (one record per vehicle, the earlier layout) are read the same way and
+become blocks at the next checkpoint.
+
+>>> table = {}
+>>> store = FleetStore(table, partition_of=lambda key: 0)
+>>> store.put(0, "v", {"ts": 1.0, "lat": 24.5, "lon": 118.1, "x": 0.0, "y": 0.0, "class": "taxi",
+...                    "speed": 30.0, "zones": {}}, durable=False)
+>>> store.get(0, "v")["speed"], len(table)
+(30.0, 0)
+>>> store.flush(), sorted(k.split("/")[:3] for k in table)
+(1, [['#fleet', '0', '0']])
+>>> FleetStore(table, partition_of=lambda key: 0).get(0, "v")["ts"]
+1.0
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
+from typing import Any
+
+import numpy as np
+import orjson
+
+from engine.geofence.fleet import PartitionFleet
+
+log = logging.getLogger(__name__)
+
+State = dict[str, Any]
+BLOCK_ROWS = 1024          # ~70 kB a block record
+BLOCK_PREFIX = "#fleet/"
+
+
+class FleetStore:
+    def __init__(self, table: MutableMapping[str, Any], partition_of: Callable[[str], int]):
+        self.table = table
+        self.partition_of = partition_of      # a table key -> the partition the producer puts it on
+        self._fleets: dict[int, PartitionFleet] = {}
+        self._dirty: dict[int, set[int]] = {}      # partition -> blocks changed since their last write
+        self._records: dict[int, set[str]] = {}    # partition -> vehicles with their own record in the table
+        self._keys: dict[tuple[int, int], str] = {}
+        self._stale: dict[int, list[str]] = {}     # partition -> block keys of a layout read back and replaced
+
+    # --- reading ---------------------------------------------------------------------------------------
+
+    def fleet(self, partition: int) -> PartitionFleet:
+        """The partition's fleet, read back from the table the first time."""
+        fleet = self._fleets.get(partition)
+        if fleet is None:
+            fleet = self._fleets[partition] = self._restore(partition)
+        return fleet
+
+    def get(self, partition: int, vid: str) -> State | None:
+        return self.fleet(partition).state(vid)
+
+    def owned(self, partitions: Iterable[int]) -> Iterator[tuple[int, PartitionFleet]]:
+        """The fleets of these partitions (read back where needed), in partition order."""
+        for p in sorted(set(partitions)):
+            yield p, self.fleet(p)
+
+    def fleets(self) -> Iterator[PartitionFleet]:
+        """The fleets read so far."""
+        yield from self._fleets.values()
+
+    def __len__(self) -> int:
+        return sum(len(f) for f in self._fleets.values())
+
+    @property
+    def pending(self) -> int:
+        """Blocks waiting for the next checkpoint."""
+        return sum(len(b) for b in self._dirty.values())
+
+    # --- writing ---------------------------------------------------------------------------------------
+
+    def put(self, partition: int, vid: str, state: State, *, durable: bool) -> None:
+        """One vehicle's new state; ``durable``: its record goes to the table now."""
+        fleet = self.fleet(partition)
+        fleet.put_state(vid, state)
+        self._dirty.setdefault(partition, set()).add(fleet.rows[vid] // BLOCK_ROWS)
+        if durable:
+            self.table[vid] = orjson.dumps(state)
+            self._records.setdefault(partition, set()).add(vid)
+
+    def moved(self, partition: int, rows: np.ndarray) -> None:
+        """Rows of the partition's fleet written in place (position-only): their blocks wait for the checkpoint."""
+        if rows.size:
+            self._dirty.setdefault(partition, set()).update((np.unique(rows // BLOCK_ROWS)).tolist())
+
+    def flush(self) -> int:
+        """Write every changed block, then drop the vehicle records those blocks now hold; returns the rows written."""
+        written = 0
+        dirty, self._dirty = self._dirty, {}
+        for p, blocks in dirty.items():
+            fleet = self._fleets.get(p)
+            if fleet is None:
+                continue
+            for b in sorted(blocks):
+                start = b * BLOCK_ROWS
+                self.table[self._block_key(p, b)] = fleet.pack(start, start + BLOCK_ROWS)
+                written += min(len(fleet), start + BLOCK_ROWS) - start
+            for key in self._stale.pop(p, ()):
+                self.table.pop(key, None)
+            held = self._records.get(p)
+            if held:
+                for vid in [v for v in held if fleet.rows[v] // BLOCK_ROWS in blocks]:
+                    held.discard(vid)
+                    try:
+                        del self.table[vid]   # a tombstone, after the block that holds the same state
+                    except KeyError:
+                        pass
+        return written
+
+    def release(self) -> int:
+        """Before partitions go (a rebalance, a stop): flush, then forget; the next owner reads the table."""
+        n = self.flush()
+        self._fleets.clear()
+        self._records.clear()
+        self._stale.clear()
+        return n
+
+    # --- the table's layout ----------------------------------------------------------------------------
+
+    def _block_key(self, partition: int, block: int) -> str:
+        key = self._keys.get((partition, block))
+        if key is None:
+            salt = 0
+            while self.partition_of(key := f"{BLOCK_PREFIX}{partition}/{block}/{salt}") != partition:
+                salt += 1
+            self._keys[partition, block] = key
+        return key
+
+    def _restore(self, partition: int) -> PartitionFleet:
+        blocks: list[tuple[int, bytes]] = []
+        keys: list[tuple[int, str]] = []
+        records: list[tuple[str, Any]] = []
+        for key, value in list(self.table.items()):
+            if value is None:
+                continue
+            if key.startswith(BLOCK_PREFIX):
+                parts = key.split("/")
+                if len(parts) == 4 and parts[1] == str(partition) and parts[2].isdigit():
+                    blocks.append((int(parts[2]), value))
+                    keys.append((int(parts[2]), key))
+            elif self.partition_of(key) == partition:
+                records.append((key, value))
+        fleet = PartitionFleet()
+        laid_out = True   # the fleet's rows are where the table's blocks have them
+        for b, value in sorted(blocks):
+            try:
+                block = PartitionFleet.unpack(_as_bytes(value))
+            except ValueError as exc:
+                log.error("tracks: block %d of partition %d is unreadable (%s); its vehicles start afresh",
+                          b, partition, exc)
+                laid_out = False
+                continue
+            if block.first == len(fleet) == b * BLOCK_ROWS and not any(v in fleet.rows for v in block.ids):
+                fleet.extend(block)
+                continue
+            laid_out = False
+            for vid, st in block.items():
+                _merge(fleet, vid, st)
+        held = self._records.setdefault(partition, set())
+        for vid, value in records:
+            try:
+                st = orjson.loads(value) if isinstance(value, (bytes, bytearray, str)) else value
+            except orjson.JSONDecodeError as exc:
+                log.error("tracks: the record of a vehicle on partition %d is unreadable (%s)", partition, exc)
+                continue
+            if isinstance(st, dict) and _merge(fleet, vid, st):
+                held.add(vid)
+        dirty = self._dirty.setdefault(partition, set())
+        if not laid_out:   # rewrite every block: the table's layout is not this fleet's
+            count = (len(fleet) + BLOCK_ROWS - 1) // BLOCK_ROWS
+            dirty.update(range(count))
+            self._stale[partition] = [k for b, k in keys if b >= count or k != self._block_key(partition, b)]
+        dirty.update(fleet.rows[v] // BLOCK_ROWS for v in held if v in fleet.rows)
+        if len(fleet):
+            log.info("tracks: partition %d restored: %d vehicles from %d blocks and %d vehicle records",
+                     partition, len(fleet), len(blocks), len(records))
+        return fleet
+
+
+def _merge(fleet: PartitionFleet, vid: str, st: State) -> bool:
+    """Take ``st`` for ``vid`` unless the fleet holds a newer state; whether it was taken."""
+    if not isinstance(st.get("ts"), (int, float)):
+        return False
+    have = fleet.state(vid)
+    if have is not None and have["ts"] > st["ts"]:
+        return False
+    try:
+        fleet.put_state(vid, st)
+    except (KeyError, TypeError, ValueError) as exc:
+        log.error("tracks: a stored vehicle state is incomplete (%s); the vehicle starts afresh", exc)
+        return False
+    return True
+
+
+def _as_bytes(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else bytes(value)
+
+
+def is_durable(old: State | None, new: State, alerted: bool) -> bool:
+    """Must this new state reach the table now (not only at the next checkpoint)?
+
+    >>> a = {"ts": 1.0, "zones": {}}
+    >>> is_durable(a, {"ts": 2.0, "zones": {}}, False), is_durable(a, {"ts": 2.0, "zones": {"z": {}}}, False)
+    (False, True)
+    """
+    if alerted:
+        return True
+    if old is None:
+        return bool(new.get("zones") or new.get("sus") or "off" in new)
+    return (old.get("zones") != new.get("zones") or old.get("sus") != new.get("sus")
+            or ("off" in old) != ("off" in new))

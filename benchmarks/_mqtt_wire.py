@@ -22,24 +22,14 @@ import select
 import socket
 import time
 
+from engine.mqtt_subscriber import remaining_length  # the same field the bridge's subscriber encodes
+
 PUBLISH_QOS1 = 0x32          # PUBLISH, DUP 0, QoS 1, RETAIN 0
 PUBACK, CONNACK, PINGRESP = 0x40, 0x20, 0xD0
 PINGREQ, DISCONNECT = b"\xc0\x00", b"\xe0\x00"
 MAX_PACKET_ID = 65535
 _CONNACK_CODES = {1: "unacceptable protocol version", 2: "identifier rejected", 3: "server unavailable",
                   4: "bad user name or password", 5: "not authorized"}
-
-
-def remaining_length(n: int) -> bytes:
-    """The remaining-length field: ``n`` in base 128, least significant group first, bit 7 = more follows."""
-    if not 0 <= n <= 268_435_455:
-        raise ValueError(f"MQTT remaining length {n} outside 0..268,435,455")
-    out = bytearray()
-    while True:
-        n, digit = n >> 7, n & 0x7F
-        out.append(digit | 0x80 if n else digit)
-        if not n:
-            return bytes(out)
 
 
 def utf8_field(text: str | bytes) -> bytes:

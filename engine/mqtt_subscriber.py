@@ -81,7 +81,10 @@ class _Link(asyncio.Protocol):
         self.owner._lost(self, exc)
 
 
-def _remaining_length(n: int) -> bytes:
+def remaining_length(n: int) -> bytes:
+    """The remaining-length field: ``n`` in base 128, least significant group first, bit 7 = more follows."""
+    if not 0 <= n <= 268_435_455:
+        raise ValueError(f"MQTT remaining length {n} outside 0..268,435,455")
     out = bytearray()
     while True:
         n, digit = n >> 7, n & 0x7F
@@ -105,17 +108,17 @@ def connect_packet(client_id: str, keepalive: int, *, clean_session: bool, usern
         body += _string(username)
         if password:
             body += _string(password)
-    return b"\x10" + _remaining_length(len(body)) + body
+    return b"\x10" + remaining_length(len(body)) + body
 
 
 def subscribe_packet(packet_id: int, topics: list[tuple[str, int]]) -> bytes:
     body = packet_id.to_bytes(2, "big") + b"".join(_string(t) + bytes((q,)) for t, q in topics)
-    return b"\x82" + _remaining_length(len(body)) + body
+    return b"\x82" + remaining_length(len(body)) + body
 
 
 def unsubscribe_packet(packet_id: int, topics: list[str]) -> bytes:
     body = packet_id.to_bytes(2, "big") + b"".join(_string(t) for t in topics)
-    return b"\xa2" + _remaining_length(len(body)) + body
+    return b"\xa2" + remaining_length(len(body)) + body
 
 
 class Subscriber:

@@ -51,9 +51,6 @@ class Moves:
     speed: np.ndarray          # km/h, rounded to 0.01; NaN: unknown
     pos: np.ndarray | None     # newest log position (None: the batch had none; the stored one stays)
 
-    def __len__(self) -> int:
-        return len(self.vehicles)
-
     def apply(self, fleet: PartitionFleet, cols: FixColumns) -> np.ndarray:
         """Write the moves into ``fleet`` (new vehicles get rows); returns the rows written."""
         rows = self.rows.copy()

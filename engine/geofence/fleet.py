@@ -201,11 +201,6 @@ class PartitionFleet:
         counts = np.bincount(self.class_code[:n][self.ts[:n] >= cutoff], minlength=len(self.classes))
         return {c: int(k) for c, k in zip(self.classes, counts.tolist()) if k}
 
-    def moving_since(self, moving_kmh: float, before: float) -> np.ndarray:
-        """Rows whose last fix showed them moving (speed >= ``moving_kmh``) and is older than ``before``."""
-        n = len(self.ids)
-        return np.flatnonzero((self.speed[:n] >= moving_kmh) & (self.ts[:n] < before))
-
     # --- memory ------------------------------------------------------------------------------------------
 
     def _grow(self, needed: int) -> None:

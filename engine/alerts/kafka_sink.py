@@ -11,17 +11,28 @@ from engine.metrics import WorkerMetrics
 
 
 class KafkaAlertSink:
-    def __init__(self, topic: faust.TopicT, metrics: WorkerMetrics, clock):
-        self.topic, self.metrics, self.clock = topic, metrics, clock
+    """Produces alerts straight through the app's producer (one call each, no per-alert Faust message object)."""
+
+    def __init__(self, app: faust.App, topic: faust.TopicT, metrics: WorkerMetrics, clock):
+        self.app, self.topic, self.metrics, self.clock = app, topic, metrics, clock
 
     async def emit(self, alerts: list[dict[str, Any]], event_ts: dict[str, float]) -> None:
-        """Produce each alert; ``event_ts`` maps alert_id -> the fix's epoch time for the latency metric."""
-        futures = []
-        for a in alerts:
-            futures.append(await self.topic.send(key=str(a["subject"]).encode(), value=orjson.dumps(a)))
-        for a, fut in zip(alerts, futures):
+        """Produce each alert and wait until the broker has them all; ``event_ts`` maps alert_id -> the fix's
+        epoch time for the latency metric."""
+        if not alerts:
+            return
+        producer, name = self.app.producer, self.topic.get_topic_name()
+        futures = [await producer.send(name, str(a["subject"]).encode(), orjson.dumps(a), None, None, None)
+                   for a in alerts]
+        counted: dict[tuple[str, str], int] = {}
+        for a, fut in zip(alerts, futures, strict=True):
             await fut
-            self.metrics.alerts.labels(a["kind"], a["severity"]).inc()
+            kind = (a["kind"], a["severity"])
+            counted[kind] = counted.get(kind, 0) + 1
+        for (kind, severity), n in counted.items():
+            self.metrics.alerts.labels(kind, severity).inc(n)
+        now = self.clock.now()
+        for a in alerts:
             ts = event_ts.get(a["alert_id"])
             if ts is not None:
-                self.metrics.fix_to_alert.observe(max(0.0, self.clock.now() - ts))
+                self.metrics.fix_to_alert.observe(max(0.0, now - ts))

@@ -70,7 +70,7 @@ def register(app: faust.App, topics: Topics, settings: Settings, metrics: Worker
         key_type=str, value_type=bytes,   # values: fleet blocks and JSON vehicle records (engine.geofence.fleet_store)
         schema=faust.Schema(key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw"),
         extra_topic_configs=settings.kafka.table_topic_configs))
-    sink = KafkaAlertSink(topics.alerts, metrics, clock)
+    sink = KafkaAlertSink(app, topics.alerts, metrics, clock)
     owned = _Ownership(app, topics.fixes.get_topic_name(), settings.kafka.partitions)
     states = FleetStore(tracks, owned.partition_of)
     progress = Progress()
@@ -143,6 +143,7 @@ def register(app: faust.App, topics: Topics, settings: Settings, metrics: Worker
                 for vid, st in result.states.items():
                     states.put(p, vid, st, durable=is_durable(result.before.get(vid), st, vid in alerted))
                 states.moved(p, result.moves.apply(states.fleet(p), cols))
+            states.commit()
         await reject(bad + [x for _, _, r in results for x in r.rejections])
 
     @app.timer(interval=settings.worker.checkpoint_s)
@@ -204,6 +205,7 @@ def register(app: faust.App, topics: Topics, settings: Settings, metrics: Worker
                     await sink.emit(alerts, {})
                     for p, vid, st in changed:
                         states.put(p, vid, st, durable=True)
+                    states.commit()
             except Exception:  # noqa: BLE001 - the next scan tries again
                 log.exception("flag_offline_vehicles: scan failed")
                 metrics.processing_errors.labels("flag_offline_vehicles").inc()

@@ -9,23 +9,26 @@ takes it next) holds two kinds of entries, both on the partition of the vehicles
   put the key on ``p``). :meth:`FleetStore.flush` rewrites the blocks whose rows changed; the worker runs it
   every ``worker.checkpoint_s`` and before it gives partitions up. A vehicle that only moved costs its share of
   one block record per checkpoint instead of one changelog record per batch.
-- **vehicle records**: a vehicle's whole state as JSON under its id, written at once when its zone membership,
-  incidents, jump suspects or offline mark changed, or it raised an alert (:func:`is_durable`): an open
-  incident or its hysteresis is never only in memory. The next checkpoint writes the vehicle's block and
-  deletes the record (a tombstone), so the table holds about one block entry per ``BLOCK_ROWS`` vehicles.
+- **journal records**: the whole states of the vehicles whose zone membership, incidents, jump suspects or
+  offline mark changed in one batch, or that raised an alert there (:func:`is_durable`), as one JSON object
+  (vehicle id -> state) under ``#dur/<p>/<n>/<salt>`` (``n`` counts up per partition), written by
+  :meth:`FleetStore.commit` before the batch's offsets are committed: an open incident or its hysteresis is
+  never only in memory, and a batch costs one changelog record for all its durable changes instead of one per
+  vehicle. The next checkpoint writes the blocks of those vehicles and deletes the partition's journal
+  records (tombstones), so the table holds about one block entry per ``BLOCK_ROWS`` vehicles.
 
 What a worker killed with ``-9`` loses is at most ``worker.checkpoint_s`` of position-only updates.
 A partition is read back the first time the worker touches it after getting it: its blocks in order, then its
-vehicle records, a record replacing its vehicle's row when it is at least as new (event time). Entries the
-table held before blocks existed (one record per vehicle, the earlier layout) are read the same way and
-become blocks at the next checkpoint.
+journal records in order, a state there replacing its vehicle's row when it is at least as new (event time).
+Entries of the earlier layouts (one JSON record per vehicle, under its id) are read the same way and become
+blocks at the next checkpoint.
 
 >>> table = {}
 >>> store = FleetStore(table, partition_of=lambda key: 0)
 >>> store.put(0, "v", {"ts": 1.0, "lat": 24.5, "lon": 118.1, "x": 0.0, "y": 0.0, "class": "taxi",
 ...                    "speed": 30.0, "zones": {}}, durable=False)
->>> store.get(0, "v")["speed"], len(table)
-(30.0, 0)
+>>> store.get(0, "v")["speed"], store.commit(), len(table)
+(30.0, 0, 0)
 >>> store.flush(), sorted(k.split("/")[:3] for k in table)
 (1, [['#fleet', '0', '0']])
 >>> FleetStore(table, partition_of=lambda key: 0).get(0, "v")["ts"]
@@ -48,6 +51,8 @@ log = logging.getLogger(__name__)
 State = dict[str, Any]
 BLOCK_ROWS = 1024          # ~70 kB a block record
 BLOCK_PREFIX = "#fleet/"
+JOURNAL_PREFIX = "#dur/"
+JOURNAL_MAX_BYTES = 256 * 1024   # well under Kafka's default 1 MB record limit
 
 
 class FleetStore:
@@ -56,7 +61,10 @@ class FleetStore:
         self.partition_of = partition_of      # a table key -> the partition the producer puts it on
         self._fleets: dict[int, PartitionFleet] = {}
         self._dirty: dict[int, set[int]] = {}      # partition -> blocks changed since their last write
-        self._records: dict[int, set[str]] = {}    # partition -> vehicles with their own record in the table
+        self._records: dict[int, set[str]] = {}    # partition -> vehicles with their own record (earlier layout)
+        self._staged: dict[int, dict[str, State]] = {}  # partition -> durable states not yet in a journal record
+        self._journals: dict[int, list[str]] = {}  # partition -> its journal keys in the table
+        self._journal_seq: dict[int, int] = {}     # partition -> the next journal number
         self._keys: dict[tuple[int, int], str] = {}
         self._stale: dict[int, list[str]] = {}     # partition -> block keys of a layout read back and replaced
 
@@ -92,13 +100,27 @@ class FleetStore:
     # --- writing ---------------------------------------------------------------------------------------
 
     def put(self, partition: int, vid: str, state: State, *, durable: bool) -> None:
-        """One vehicle's new state; ``durable``: its record goes to the table now."""
+        """One vehicle's new state; ``durable``: it goes to the table with the next :meth:`commit`."""
         fleet = self.fleet(partition)
         fleet.put_state(vid, state)
         self._dirty.setdefault(partition, set()).add(fleet.rows[vid] // BLOCK_ROWS)
         if durable:
-            self.table[vid] = orjson.dumps(state)
-            self._records.setdefault(partition, set()).add(vid)
+            self._staged.setdefault(partition, {})[vid] = state
+
+    def commit(self) -> int:
+        """Write the durable states put since the last commit: a journal record per partition (more where one
+        would pass ``JOURNAL_MAX_BYTES``); returns how many records."""
+        staged, self._staged = self._staged, {}
+        written = 0
+        for p, states in staged.items():
+            for value in _journal_values(states):
+                n = self._journal_seq.get(p, 0)
+                self._journal_seq[p] = n + 1
+                key = self._salted(f"{JOURNAL_PREFIX}{p}/{n}/", p)
+                self.table[key] = value
+                self._journals.setdefault(p, []).append(key)
+                written += 1
+        return written
 
     def moved(self, partition: int, rows: np.ndarray) -> None:
         """Rows of the partition's fleet written in place (position-only): their blocks wait for the checkpoint."""
@@ -109,6 +131,7 @@ class FleetStore:
         """Write every changed block, then drop the vehicle records those blocks now hold; returns the rows written."""
         written = 0
         dirty, self._dirty = self._dirty, {}
+        self._staged.clear()   # the blocks written now hold those states
         for p, blocks in dirty.items():
             fleet = self._fleets.get(p)
             if fleet is None:
@@ -117,7 +140,7 @@ class FleetStore:
                 start = b * BLOCK_ROWS
                 self.table[self._block_key(p, b)] = fleet.pack(start, start + BLOCK_ROWS)
                 written += min(len(fleet), start + BLOCK_ROWS) - start
-            for key in self._stale.pop(p, ()):
+            for key in [*self._stale.pop(p, []), *self._journals.pop(p, [])]:   # every vehicle there is in a block
                 self.table.pop(key, None)
             held = self._records.get(p)
             if held:
@@ -135,6 +158,8 @@ class FleetStore:
         self._fleets.clear()
         self._records.clear()
         self._stale.clear()
+        self._journals.clear()
+        self._journal_seq.clear()
         return n
 
     # --- the table's layout ----------------------------------------------------------------------------
@@ -142,24 +167,32 @@ class FleetStore:
     def _block_key(self, partition: int, block: int) -> str:
         key = self._keys.get((partition, block))
         if key is None:
-            salt = 0
-            while self.partition_of(key := f"{BLOCK_PREFIX}{partition}/{block}/{salt}") != partition:
-                salt += 1
-            self._keys[partition, block] = key
+            key = self._keys[partition, block] = self._salted(f"{BLOCK_PREFIX}{partition}/{block}/", partition)
+        return key
+
+    def _salted(self, stem: str, partition: int) -> str:
+        """``stem`` + the first salt that makes the producer's partitioner put the key on ``partition``."""
+        salt = 0
+        while self.partition_of(key := f"{stem}{salt}") != partition:
+            salt += 1
         return key
 
     def _restore(self, partition: int) -> PartitionFleet:
         blocks: list[tuple[int, bytes]] = []
         keys: list[tuple[int, str]] = []
+        journals: list[tuple[int, str, Any]] = []
         records: list[tuple[str, Any]] = []
         for key, value in list(self.table.items()):
             if value is None:
                 continue
-            if key.startswith(BLOCK_PREFIX):
+            if key.startswith(BLOCK_PREFIX) or key.startswith(JOURNAL_PREFIX):
                 parts = key.split("/")
                 if len(parts) == 4 and parts[1] == str(partition) and parts[2].isdigit():
-                    blocks.append((int(parts[2]), value))
-                    keys.append((int(parts[2]), key))
+                    if key.startswith(BLOCK_PREFIX):
+                        blocks.append((int(parts[2]), value))
+                        keys.append((int(parts[2]), key))
+                    else:
+                        journals.append((int(parts[2]), key, value))
             elif self.partition_of(key) == partition:
                 records.append((key, value))
         fleet = PartitionFleet()
@@ -187,16 +220,47 @@ class FleetStore:
                 continue
             if isinstance(st, dict) and _merge(fleet, vid, st):
                 held.add(vid)
+        journaled: set[str] = set()
+        for n, key, value in sorted(journals):
+            try:
+                entries = orjson.loads(value) if isinstance(value, (bytes, bytearray, str)) else value
+            except orjson.JSONDecodeError as exc:
+                log.error("tracks: journal record %d of partition %d is unreadable (%s)", n, partition, exc)
+                entries = {}
+            for vid, st in (entries.items() if isinstance(entries, dict) else ()):
+                if isinstance(st, dict) and _merge(fleet, vid, st):
+                    journaled.add(vid)
+        self._journals[partition] = [key for _, key, _ in sorted(journals)]   # deleted at the next checkpoint
+        self._journal_seq[partition] = max((n for n, _, _ in journals), default=-1) + 1
         dirty = self._dirty.setdefault(partition, set())
         if not laid_out:   # rewrite every block: the table's layout is not this fleet's
             count = (len(fleet) + BLOCK_ROWS - 1) // BLOCK_ROWS
             dirty.update(range(count))
             self._stale[partition] = [k for b, k in keys if b >= count or k != self._block_key(partition, b)]
-        dirty.update(fleet.rows[v] // BLOCK_ROWS for v in held if v in fleet.rows)
+        dirty.update(fleet.rows[v] // BLOCK_ROWS for v in held | journaled if v in fleet.rows)
         if len(fleet):
-            log.info("tracks: partition %d restored: %d vehicles from %d blocks and %d vehicle records",
-                     partition, len(fleet), len(blocks), len(records))
+            log.info("tracks: partition %d restored: %d vehicles from %d blocks, %d journal records and %d vehicle "
+                     "records", partition, len(fleet), len(blocks), len(journals), len(records))
         return fleet
+
+
+def _journal_values(states: dict[str, State]) -> Iterator[bytes]:
+    """``states`` as JSON objects (vehicle id -> state) of at most ``JOURNAL_MAX_BYTES`` each (one vehicle at least).
+
+    >>> [orjson.loads(v) for v in _journal_values({"a": {"ts": 1}, "b": {"ts": 2}})]
+    [{'a': {'ts': 1}, 'b': {'ts': 2}}]
+    """
+    parts: list[bytes] = []
+    size = 2
+    for vid, st in states.items():
+        item = orjson.dumps(vid) + b":" + orjson.dumps(st)
+        if parts and size + len(item) + 1 > JOURNAL_MAX_BYTES:
+            yield b"{" + b",".join(parts) + b"}"
+            parts, size = [], 2
+        parts.append(item)
+        size += len(item) + 1
+    if parts:
+        yield b"{" + b",".join(parts) + b"}"
 
 
 def _merge(fleet: PartitionFleet, vid: str, st: State) -> bool:

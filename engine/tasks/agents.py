@@ -54,7 +54,7 @@ def register(app: faust.App, settings: Settings, metrics: WorkerMetrics, clock: 
     table = app.Table("tasks", default=None, partitions=n, use_partitioner=True, key_type=bytes,
         extra_topic_configs=settings.kafka.table_topic_configs)
     book = TaskBook(StrKeys(table), cfg, tz)
-    sink = KafkaAlertSink(topics.alerts, metrics, clock)
+    sink = KafkaAlertSink(app, topics.alerts, metrics, clock)
     lock = asyncio.Lock()
     partitioner, all_partitions = DefaultPartitioner(), list(range(n))
     commands_topic = cfg.topics.commands

@@ -15,7 +15,7 @@ rejects goes to ``fixes.rejected``, one record per rejection with its reason
 ``citywatch_bridge_rejections_total{reason}`` once its message is acknowledged.
 
 Per MQTT message the bridge does the least it can: the subscriber
-(:mod:`engine.mqtt_subscriber`) hands over every message one socket read
+(:mod:`engine.mqtt_bulk`) hands over every message one socket read
 brought, as one list; they are validated at once (single-fix messages as one
 array, :mod:`engine.telemetry.bulk_validation`), counted once per list, and
 acknowledged in one write per Kafka delivery (the PUBACKs of every message
@@ -50,7 +50,7 @@ from prometheus_client import CollectorRegistry
 from engine.clock import Clock, SystemClock
 from engine.kafka.topics import ensure_topics
 from engine.metrics import BridgeMetrics
-from engine.mqtt_subscriber import Message, Subscriber
+from engine.mqtt_bulk import Message, Subscriber
 from engine.settings import Settings
 from engine.telemetry.batching import Batch, PartitionBatcher
 from engine.telemetry.bridge_http import BridgeHttp

@@ -57,7 +57,7 @@ def register(app: faust.App, settings: Settings, metrics: WorkerMetrics, clock: 
         extra_topic_configs=settings.kafka.table_topic_configs)
     svc = Vetting(cfg, tz, clock, StrKeys(people), StrKeys(records))
     intake = Intake(keyer, cfg, tz, clock)
-    sink = KafkaAlertSink(topics.alerts, metrics, clock)
+    sink = KafkaAlertSink(app, topics.alerts, metrics, clock)
     waiter = DecisionWaiter()
     partition_of = PersonPartitioner(n)
 

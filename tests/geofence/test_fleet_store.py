@@ -1,5 +1,5 @@
-"""The fleet's durability in the tracks table: blocks at checkpoints, vehicle records at once, read back by the
-next owner of a partition."""
+"""The fleet's durability in the tracks table: blocks at checkpoints, durable changes in one journal record a batch
+at once, read back by the next owner of a partition."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import zlib
 import numpy as np
 import orjson
 
-from engine.geofence.fleet_store import BLOCK_PREFIX, BLOCK_ROWS, FleetStore, is_durable
+from engine.geofence.fleet_store import BLOCK_PREFIX, BLOCK_ROWS, JOURNAL_PREFIX, FleetStore, is_durable
 
 
 def state(ts: float, zones: dict | None = None, **extra) -> dict:
@@ -30,10 +30,36 @@ def test_position_only_waits_for_the_checkpoint_and_zone_changes_do_not():
     moved, entered = state(2.0), state(2.0, IN_ZONE)
     store.put(0, "a", moved, durable=is_durable(state(1.0), moved, alerted=False))
     store.put(0, "b", entered, durable=is_durable(state(1.0), entered, alerted=False))
-    assert list(table) == ["b"] and orjson.loads(table["b"]) == entered
+    assert table == {} and store.commit() == 1
+    [key] = table
+    assert key.startswith(f"{JOURNAL_PREFIX}0/0/") and orjson.loads(table[key]) == {"b": entered}
     assert store.pending == 1
     assert store.flush() == 2 and store.pending == 0
-    assert "b" not in table and [k.split("/")[:3] for k in table] == [["#fleet", "0", "0"]]   # record -> block
+    assert [k.split("/")[:3] for k in table] == [["#fleet", "0", "0"]]   # journal -> block
+
+
+def test_one_journal_record_a_batch_and_partition_each_on_its_partition_read_in_order():
+    table: dict = {}
+    store = FleetStore(table, partition_of=two_partitions)
+    vids = {p: [v for v in (f"闽D{i:05d}" for i in range(40)) if two_partitions(v) == p][:3] for p in (0, 1)}
+    for p in (0, 1):
+        for vid in vids[p]:
+            store.put(p, vid, state(1.0, IN_ZONE), durable=True)
+    assert store.commit() == 2
+    store.put(0, vids[0][0], state(2.0), durable=True)   # left the zone in the next batch
+    assert store.commit() == 1
+    journals = sorted(k for k in table if k.startswith(JOURNAL_PREFIX))
+    assert [k.split("/")[1:3] for k in journals] == [["0", "0"], ["0", "1"], ["1", "0"]]
+    assert all(two_partitions(k) == int(k.split("/")[1]) for k in journals)
+    nxt = FleetStore(dict(table), partition_of=two_partitions)
+    assert nxt.get(0, vids[0][0]) == state(2.0) and nxt.get(0, vids[0][1]) == state(1.0, IN_ZONE)
+    assert nxt.get(1, vids[1][2]) == state(1.0, IN_ZONE)
+    nxt.put(0, vids[0][1], state(3.0), durable=True)
+    nxt.commit()
+    assert sorted(k.split("/")[2] for k in nxt.table if k.startswith(f"{JOURNAL_PREFIX}0/")) == ["0", "1", "2"]
+    nxt.flush()
+    assert not any(k.startswith(JOURNAL_PREFIX) for k in nxt.table)   # all in blocks now
+    assert FleetStore(dict(nxt.table), two_partitions).get(0, vids[0][1]) == state(3.0)
 
 
 def test_new_vehicles_alerts_suspects_and_offline_marks_are_durable():
@@ -56,16 +82,17 @@ def test_the_next_owner_reads_blocks_then_newer_vehicle_records():
             store.put(p, vid, state(float(k)), durable=False)
     assert store.flush() == len(ids)
     assert all(two_partitions(k) == int(k.split("/")[1]) for k in table)   # each block on its partition
-    store.put(0, mine[0][3], state(1e6, IN_ZONE), durable=True)   # after the checkpoint: a record only
+    store.put(0, mine[0][3], state(1e6, IN_ZONE), durable=True)   # after the checkpoint: a journal record only
     store.put(0, mine[0][4], state(2e6), durable=False)           # lost with a kill: not yet checkpointed
+    store.commit()
     nxt = FleetStore(dict(table), partition_of=two_partitions)
     assert nxt.get(0, mine[0][3]) == state(1e6, IN_ZONE)
     assert nxt.get(0, mine[0][4]) == state(4.0)
     assert len(nxt.fleet(0)) == len(mine[0]) and len(nxt.fleet(1)) == len(mine[1])
     assert nxt.fleet(0).ids == store.fleet(0).ids               # the rows where the blocks have them
-    assert nxt.pending == 1                                      # the record's block is rewritten next
+    assert nxt.pending == 1                                      # the journaled vehicle's block is rewritten next
     nxt.flush()
-    assert mine[0][3] not in nxt.table
+    assert not any(k.startswith(JOURNAL_PREFIX) for k in nxt.table)
 
 
 def test_release_flushes_and_forgets_then_reads_back():
@@ -107,3 +134,17 @@ def test_moved_rows_mark_their_blocks():
     store.flush()
     store.moved(0, np.array([1, 2, 2 * BLOCK_ROWS + 7]))
     assert store.pending == 2 and store.flush() == 2 * BLOCK_ROWS
+
+
+def test_a_large_batch_of_durable_changes_is_split_into_records_under_the_size_bound():
+    from engine.geofence.fleet_store import JOURNAL_MAX_BYTES
+
+    table: dict = {}
+    store = FleetStore(table, partition_of=lambda key: 0)
+    n = 3 * JOURNAL_MAX_BYTES // 150
+    for i in range(n):
+        store.put(0, f"v{i}", state(float(i), IN_ZONE), durable=True)
+    assert store.commit() > 1
+    assert all(len(v) <= JOURNAL_MAX_BYTES for v in table.values())
+    nxt = FleetStore(dict(table), partition_of=lambda key: 0)
+    assert len(nxt.fleet(0)) == n and nxt.get(0, f"v{n - 1}") == state(float(n - 1), IN_ZONE)

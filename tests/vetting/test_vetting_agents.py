@@ -44,6 +44,15 @@ class Sent:
             return done
         return mock.patch.object(topic, "send", send)
 
+    def patch_producer(self, app: faust.App) -> mock._patch:
+        """The alert sink produces through the app's producer, not ``topic.send``."""
+        async def send(topic, key, value, partition, timestamp, headers, **_):
+            self.calls.append((topic, key, value, partition))
+            done = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+        return mock.patch.object(app.producer, "send", send)
+
     def on(self, name: str) -> list[dict]:
         return [orjson.loads(v) for t, _, v, _ in self.calls if t == name]
 
@@ -65,7 +74,8 @@ def worker():
     sent = Sent()
     vt = parts["topics"]
     changelog = SimpleNamespace(message=SimpleNamespace(partition=0))
-    patches = [sent.patch(t) for t in (vt.requests, vt.decisions, vt.records, vt.rejected, topics.alerts)]
+    patches = [sent.patch(t) for t in (vt.requests, vt.decisions, vt.records, vt.rejected)]
+    patches.append(sent.patch_producer(app))
     patches += [mock.patch.object(parts[t], "send_changelog", return_value=changelog) for t in ("people", "records")]
     for p in patches:
         p.start()

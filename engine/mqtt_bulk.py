@@ -1,25 +1,29 @@
-"""An asyncio MQTT 3.1.1 subscriber for one busy subscription: packets parsed in bulk, acknowledgements in bulk.
+"""Asyncio MQTT 3.1.1 clients for the two busy MQTT paths: packets parsed in bulk, acknowledgements in bulk.
 
-The bridge reads every gateway's fixes through one subscription, often one fix per message. paho-mqtt (which
-every other Citywatch MQTT client uses, :mod:`engine.mqtt`) spends ~80 us of CPU per QoS 1 message received
-and acknowledged on the 2-core development box: a ``recv()`` per header byte and a ``select()`` per packet,
-then a socket-pair wake-up and one ``send()`` per PUBACK; that alone caps a bridge near 12,000 messages/s on
-a whole core. Here one socket read hands over whatever arrived, the whole PUBLISH packets in it are parsed in
-one loop and handed on as one list (:class:`Message`), and the acknowledgements of a list of messages go out
-in one write (:meth:`Subscriber.ack`): ~9 us per message received and acknowledged, measured the same way.
+The bridge reads every gateway's fixes through one subscription, often one fix per message, and the worker
+publishes every alert at QoS 1. paho-mqtt (which the other Citywatch MQTT clients use, :mod:`engine.mqtt`)
+spends ~80 us of CPU per QoS 1 message received and acknowledged on the 2-core development box: a ``recv()``
+per header byte and a ``select()`` per packet, then a socket-pair wake-up and one ``send()`` per packet; that
+alone caps a bridge near 12,000 messages/s on a whole core, and it was a quarter of a busy worker's CPU for
+the alerts alone. Here one socket read hands over whatever arrived and the whole packets in it are parsed in
+one loop; what goes out in one turn of the event loop goes out in one write.
 
-Only what a subscriber needs (MQTT 3.1.1, OASIS standard, protocol level 4): CONNECT (persistent session or
-not, user name and password, TLS verifying the broker against ``mqtt.tls_ca_file``), SUBSCRIBE, PUBLISH in
-at QoS 0, 1 or 2 (PUBACK, or PUBREC then PUBCOMP, out), UNSUBSCRIBE (the fence of :meth:`Subscriber.stop`),
-PINGREQ and DISCONNECT. It reconnects by itself (after 1 s, doubling up to 10 s) and subscribes again after
-every connect.
+:class:`Subscriber` hands the messages on as lists (:class:`Message`) and acknowledges a list in one write
+(:meth:`Subscriber.ack`): ~9 us per message received and acknowledged, measured the same way.
+:class:`Publisher` publishes at QoS 1 and resolves one future per message on its PUBACK; what is not
+acknowledged when a connection ends is sent again (DUP set, same packet id, in order) on the next one.
 
-Flow control: ``room()`` says how many more messages the owner takes now. Past it the subscriber stops
-parsing and reading (the rest waits in the socket buffers, then at the broker) and calls ``on_full``;
-:meth:`Subscriber.resume` reads on. It keeps sending PINGREQ meanwhile, so the broker does not drop a
-subscriber that holds back. A message is acknowledged only on the connection it came on: after a reconnect
-the broker sends the unacknowledged ones again (with the same packet ids, which an acknowledgement of the
-old copy must not hit).
+Only what these need (MQTT 3.1.1, OASIS standard, protocol level 4): CONNECT (persistent session or not,
+user name and password, TLS verifying the broker against ``mqtt.tls_ca_file``), SUBSCRIBE, PUBLISH in at
+QoS 0, 1 or 2 (PUBACK, or PUBREC then PUBCOMP, out), PUBLISH out at QoS 1, UNSUBSCRIBE (the fence of
+``stop``), PINGREQ and DISCONNECT. Both reconnect by themselves (after 1 s, doubling up to 10 s).
+
+Flow control of the subscriber: ``room()`` says how many more messages the owner takes now. Past it the
+subscriber stops parsing and reading (the rest waits in the socket buffers, then at the broker) and calls
+``on_full``; :meth:`Subscriber.resume` reads on. It keeps sending PINGREQ meanwhile, so the broker does not
+drop a subscriber that holds back. A message is acknowledged only on the connection it came on: after a
+reconnect the broker sends the unacknowledged ones again (with the same packet ids, which an
+acknowledgement of the old copy must not hit).
 """
 
 from __future__ import annotations
@@ -121,22 +125,17 @@ def unsubscribe_packet(packet_id: int, topics: list[str]) -> bytes:
     return b"\xa2" + remaining_length(len(body)) + body
 
 
-class Subscriber:
-    """Subscribes to ``topics`` on ``cfg``'s broker and hands the messages to ``on_messages`` in lists.
+class _Client:
+    """One MQTT connection to ``cfg``'s broker, made again after a loss until :meth:`stop`.
 
-    Run :meth:`run` as a task; it connects, subscribes and reconnects until :meth:`stop`. Everything runs on
-    the event loop, ``on_messages`` included (no thread).
+    Run :meth:`run` as a task. Everything runs on the event loop (no thread). Subclasses say what to do once
+    connected (:meth:`_connected_hook`), with a PUBLISH received (:meth:`_publish_in`) and with a PUBACK.
     """
 
-    def __init__(self, cfg: MqttSettings, client_id: str, topics: list[tuple[str, int]],
-                 on_messages: Callable[[list[Message]], None], *, room: Callable[[], int],
-                 clean_session: bool = False, on_full: Callable[[], None] | None = None,
-                 on_subscribed: Callable[[], None] | None = None,
+    def __init__(self, cfg: MqttSettings, client_id: str, *, clean_session: bool,
                  on_lost: Callable[[str], None] | None = None):
-        self.cfg, self.client_id, self.topics = cfg, client_id, topics
-        self._on_messages, self._room, self._on_full = on_messages, room, on_full
-        self._on_subscribed, self._on_lost = on_subscribed, on_lost
-        self.clean_session = clean_session
+        self.cfg, self.client_id, self.clean_session = cfg, client_id, clean_session
+        self._on_lost = on_lost
         self._link: _Link | None = None
         self._conn = 0                  # which connection: bumped on every connect
         self._connected = False         # CONNACK accepted on the current link
@@ -148,6 +147,8 @@ class Subscriber:
         self._waiting: dict[int, asyncio.Future[bytes]] = {}  # CONNACK (key -1), SUBACK / UNSUBACK by packet id
         self._last_in = self._last_out = 0.0
         self._wake = asyncio.Event()
+        self._out: list[bytes] = []     # written at the end of this turn of the event loop, in one write
+        self._flush_due = False
 
     @property
     def address(self) -> str:
@@ -194,6 +195,7 @@ class Subscriber:
         link = _Link(self)
         self._conn += 1
         self._link, self._buf, self._at, self._paused, self._connected = link, b"", 0, False, False
+        self._out = []  # nothing meant for an earlier connection goes out on this one
         try:
             await asyncio.wait_for(loop.create_connection(lambda: link, cfg.host, cfg.port, ssl=ctx,
                                                           server_hostname=cfg.host if ctx else None),
@@ -210,14 +212,7 @@ class Subscriber:
             self._last_in = time.monotonic()
             keepalive = asyncio.create_task(self._keepalive(link))
             try:
-                suback = self._expect(self._next_packet_id())
-                self._write(subscribe_packet(self._packet_id, self.topics))
-                granted = await asyncio.wait_for(suback, CONNECT_TIMEOUT_S)
-                failed = [t for (t, _), code in zip(self.topics, granted[2:], strict=False) if code == 0x80]
-                if failed:
-                    log.error("MQTT subscription to %s refused by the broker at %s", failed, self.address)
-                elif self._on_subscribed:
-                    self._on_subscribed()
+                await self._connected_hook()
                 await link.closed
             except (ConnectionError, TimeoutError) as exc:  # lost (or no SUBACK) after connecting: reconnect
                 if link.reason is None:
@@ -244,10 +239,24 @@ class Subscriber:
         self._packet_id = self._packet_id % 0xFFFF + 1
         return self._packet_id
 
+    async def _connected_hook(self) -> None:
+        """Once CONNACK accepted a connection (before reading on it)."""
+
     def _write(self, data: bytes) -> None:
+        """Queue ``data``: what is queued in one turn of the event loop goes out in one write."""
+        if self._link is None:
+            return
+        self._out.append(data)
+        if not self._flush_due:
+            self._flush_due = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_due = False
+        out, self._out = self._out, []
         link = self._link
-        if link is not None and link.transport is not None and not link.transport.is_closing():
-            link.transport.write(data)
+        if out and link is not None and link.transport is not None and not link.transport.is_closing():
+            link.transport.write(out[0] if len(out) == 1 else b"".join(out))
             self._last_out = time.monotonic()
 
     def _lost(self, link: _Link, exc: Exception | None) -> None:
@@ -295,7 +304,8 @@ class Subscriber:
         buf, pos, conn, link = self._buf, self._at, self._conn, self._link
         n = len(buf)
         out: list[Message] = []
-        room = self._room() if not self._discard else 1 << 62
+        room = self._room_now() if not self._discard else 1 << 62
+        acked: list[int] = []
         while n - pos >= 2:
             head, length, i = buf[pos], buf[pos + 1], pos + 2
             if length & 0x80:  # remaining length in 2 to 4 bytes
@@ -319,7 +329,10 @@ class Subscriber:
             if end > n:
                 break
             kind = head >> 4
-            if kind == 3:  # PUBLISH
+            if kind == 4:  # PUBACK of a publish of ours
+                if length >= 2:
+                    acked.append(buf[i] << 8 | buf[i + 1])
+            elif kind == 3:  # PUBLISH
                 if len(out) >= room:
                     self._pause()
                     break
@@ -335,11 +348,23 @@ class Subscriber:
                 self._control(kind, buf[pos:end])
             pos = end
         self._at = pos
+        if acked:
+            self._puback(acked)
         if out:
             try:
-                self._on_messages(out)
+                self._take(out)
             except Exception:  # noqa: BLE001 - the owner's bug must not stop reading (the messages stay unacknowledged)
                 log.exception("MQTT subscriber: handling %d messages failed", len(out))
+
+    def _room_now(self) -> int:
+        """How many more PUBLISH packets to parse now."""
+        return 1 << 62
+
+    def _take(self, messages: list[Message]) -> None:
+        """PUBLISH packets received (not expected by a client that does not subscribe)."""
+
+    def _puback(self, packet_ids: list[int]) -> None:
+        """PUBACKs received for publishes of ours."""
 
     def _malformed(self, link: _Link | None, what: str) -> None:
         if link is not None:
@@ -365,8 +390,10 @@ class Subscriber:
             link = self._link
             if link is not None and link.transport is not None:
                 link.transport.pause_reading()
-            if self._on_full:
-                self._on_full()
+            self._full()
+
+    def _full(self) -> None:
+        """Parsing stopped: ``room()`` was reached."""
 
     def resume(self) -> None:
         """The owner has room again: parse what is buffered, then read on."""
@@ -378,25 +405,12 @@ class Subscriber:
         if not self._paused and link is not None and link.transport is not None and not link.transport.is_closing():
             link.transport.resume_reading()
 
-    # -- acknowledging and stopping ---------------------------------------------------------------------
-    def ack(self, messages: Iterable[Message]) -> int:
-        """Acknowledge ``messages`` (PUBACK, or PUBREC for QoS 2) in one write; returns how many were sent.
-
-        Messages of an earlier connection are skipped: the broker sends them again on this one.
-        """
-        conn, pack = self._conn, _ACK.pack
-        if not self._connected:
-            return 0
-        acks = [pack(_PUBACK if m.qos == 1 else _PUBREC, 2, m.mid) for m in messages if m.conn == conn and m.qos]
-        if acks:
-            self._write(b"".join(acks))
-        return len(acks)
-
+    # -- stopping ---------------------------------------------------------------------------------------
     async def stop(self, fence_topic: str, timeout: float = 5.0) -> None:
-        """Read no more messages, make sure the broker has read every acknowledgement, then disconnect.
+        """Read no more messages, make sure the broker has read everything sent, then disconnect.
 
         mosquitto drops what a client sent just before closing if it has not read it yet (measured: of
-        100 PUBACKs sent just before DISCONNECT, one counted). So the acknowledgements are fenced first:
+        100 PUBACKs sent just before DISCONNECT, one counted). So what was sent is fenced first:
         an UNSUBSCRIBE of ``fence_topic`` (a filter never subscribed) is answered only after the broker
         has read everything before it. Messages still arriving meanwhile are dropped unacknowledged
         (the broker keeps them for the session).
@@ -415,6 +429,7 @@ class Subscriber:
             log.warning("MQTT broker at %s did not confirm the last acknowledgements within %.0f s",
                         self.address, timeout)
         self._write(DISCONNECT)
+        self._flush()
         if link.transport is not None:
             link.transport.close()
         try:
@@ -422,3 +437,115 @@ class Subscriber:
         except TimeoutError:
             if link.transport is not None:
                 link.transport.abort()
+
+
+class Subscriber(_Client):
+    """Subscribes to ``topics`` and hands the messages to ``on_messages`` in lists (on the event loop)."""
+
+    def __init__(self, cfg: MqttSettings, client_id: str, topics: list[tuple[str, int]],
+                 on_messages: Callable[[list[Message]], None], *, room: Callable[[], int],
+                 clean_session: bool = False, on_full: Callable[[], None] | None = None,
+                 on_subscribed: Callable[[], None] | None = None,
+                 on_lost: Callable[[str], None] | None = None):
+        super().__init__(cfg, client_id, clean_session=clean_session, on_lost=on_lost)
+        self.topics = topics
+        self._on_messages, self._room, self._on_full, self._on_subscribed = on_messages, room, on_full, on_subscribed
+
+    async def _connected_hook(self) -> None:
+        suback = self._expect(self._next_packet_id())
+        self._write(subscribe_packet(self._packet_id, self.topics))
+        granted = await asyncio.wait_for(suback, CONNECT_TIMEOUT_S)
+        failed = [t for (t, _), code in zip(self.topics, granted[2:], strict=False) if code == 0x80]
+        if failed:
+            log.error("MQTT subscription to %s refused by the broker at %s", failed, self.address)
+        elif self._on_subscribed:
+            self._on_subscribed()
+
+    def _room_now(self) -> int:
+        return self._room()
+
+    def _take(self, messages: list[Message]) -> None:
+        self._on_messages(messages)
+
+    def _full(self) -> None:
+        if self._on_full:
+            self._on_full()
+
+    def ack(self, messages: Iterable[Message]) -> int:
+        """Acknowledge ``messages`` (PUBACK, or PUBREC for QoS 2) in one write; returns how many were sent.
+
+        Messages of an earlier connection are skipped: the broker sends them again on this one.
+        """
+        conn, pack = self._conn, _ACK.pack
+        if not self._connected:
+            return 0
+        acks = [pack(_PUBACK if m.qos == 1 else _PUBREC, 2, m.mid) for m in messages if m.conn == conn and m.qos]
+        if acks:
+            self._write(b"".join(acks))
+        return len(acks)
+
+
+def publish_packet(topic: str, payload: bytes, packet_id: int) -> bytes:
+    """PUBLISH at QoS 1 (no retain): fixed header 0x32, topic, packet id, payload."""
+    body_len = len(payload) + 4 + len(topic.encode("utf-8"))
+    return b"\x32" + remaining_length(body_len) + _string(topic) + packet_id.to_bytes(2, "big") + payload
+
+
+class Publisher(_Client):
+    """QoS 1 publishes, one future per message resolved on its PUBACK, however long the broker is away.
+
+    :meth:`publish` never waits: the packet goes out with whatever else is sent in this turn of the event
+    loop, or, while there is no connection, once there is one. Publishes not yet acknowledged when a
+    connection ends are sent again on the next one, in the order they were published, with DUP set and
+    the same packet id (MQTT 3.1.1, 4.4). At most 65,535 can await their PUBACK at once; the owner
+    bounds that (``in_flight``).
+    """
+
+    def __init__(self, cfg: MqttSettings, client_id: str, *, clean_session: bool = True,
+                 on_lost: Callable[[str], None] | None = None,
+                 on_connected: Callable[[], None] | None = None):
+        super().__init__(cfg, client_id, clean_session=clean_session, on_lost=on_lost)
+        self._on_connected = on_connected
+        self._pending: dict[int, tuple[bytes, asyncio.Future[None]]] = {}  # by packet id, in publish order
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    def publish(self, topic: str, payload: bytes) -> asyncio.Future[None]:
+        """Queue one QoS 1 publish; the future resolves when the broker acknowledges it."""
+        if len(self._pending) >= 0xFFFF:
+            raise OverflowError("65,535 MQTT publishes already await their PUBACK")
+        pid = self._next_packet_id()
+        packet = publish_packet(topic, payload, pid)
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending[pid] = (packet, fut)
+        if self._connected:
+            self._write(packet)
+        return fut
+
+    def _next_packet_id(self) -> int:
+        """The next packet id not awaiting an answer (a PUBACK, or the fence's UNSUBACK)."""
+        pid = super()._next_packet_id()
+        while pid in self._pending or pid in self._waiting:
+            pid = super()._next_packet_id()
+        return pid
+
+    async def _connected_hook(self) -> None:
+        if self._pending:  # sent before, not acknowledged: again, in order, DUP set
+            self._write(b"".join(bytes((p[0] | 0x08,)) + p[1:] for p, _ in self._pending.values()))
+        if self._on_connected:
+            self._on_connected()
+
+    def _puback(self, packet_ids: list[int]) -> None:
+        pop = self._pending.pop
+        for pid in packet_ids:
+            entry = pop(pid, None)
+            if entry is not None and not entry[1].done():
+                entry[1].set_result(None)
+
+    def cancel_pending(self) -> None:
+        """Give up on every publish still awaiting its PUBACK (their futures are cancelled)."""
+        pending, self._pending = self._pending, {}
+        for _, fut in pending.values():
+            fut.cancel()

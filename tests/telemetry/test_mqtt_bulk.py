@@ -1,5 +1,7 @@
-"""The bridge's asyncio MQTT subscriber against a real broker: lists in order, acknowledgements that reach the
-broker, a bound on what it holds, redelivery after a reconnect, TLS with a login, a refused login."""
+"""The asyncio MQTT clients against a real broker. The subscriber: lists in order, acknowledgements that reach
+the broker, a bound on what it holds, redelivery after a reconnect, TLS with a login, a refused login. The
+publisher: every publish acknowledged in order, and what the broker had not acknowledged when it went away
+sent again once it is back."""
 
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ import pytest
 
 from engine.brokers.mqtt import mosquitto_binary, start_mosquitto, start_mqtt_broker
 from engine.brokers.ports import free_port
-from engine.mqtt_subscriber import Message, Subscriber
+from engine.mqtt_bulk import Message, Subscriber
+from engine.mqtt_bulk import Publisher as BulkPublisher
 from engine.settings import MqttSettings, load_settings
 from engine.up import as_service
 from tests.access.test_mqtt_access import make_certificate
@@ -215,8 +218,70 @@ def test_tls_with_a_login_and_a_refused_login(tmp_path: Path, caplog):
         await asyncio.wait_for(task, 5)
 
     try:
-        with caplog.at_level(logging.WARNING, logger="engine.mqtt_subscriber"):
+        with caplog.at_level(logging.WARNING, logger="engine.mqtt_bulk"):
             asyncio.run(main())
         assert f"broker {broker.host}:{broker.port}" in caplog.text
+    finally:
+        broker.stop()
+
+
+def test_the_publisher_resolves_each_publish_on_its_puback_in_order(mqtt_broker):
+    cfg, topic = cfg_of(mqtt_broker), f"{TOPIC}/{uuid.uuid4().hex[:6]}"
+
+    async def main() -> None:
+        inbox = Inbox()
+        sub = inbox.subscriber(cfg, f"sub-{uuid.uuid4().hex[:8]}", topic)
+        sub_task = asyncio.create_task(sub.run())
+        await asyncio.wait_for(inbox.subscribed.wait(), 15)
+        connected = asyncio.Event()
+        pub = BulkPublisher(cfg, f"bulkpub-{uuid.uuid4().hex[:8]}", on_connected=connected.set)
+        pub_task = asyncio.create_task(pub.run())
+        futs = [pub.publish(f"{topic}/k{k % 3}", b"p%04d" % k) for k in range(700)]  # before it is connected
+        await asyncio.wait_for(asyncio.gather(*futs), 20)
+        assert connected.is_set() and pub.in_flight == 0
+        await until(lambda: len(inbox.messages) == 700, what="700 messages")
+        assert [m.payload for m in inbox.messages] == [b"p%04d" % k for k in range(700)]
+        assert [m.topic for m in inbox.messages[:3]] == [f"{topic}/k0", f"{topic}/k1", f"{topic}/k2"]
+        sub.ack(inbox.messages)
+        await pub.stop(f"{topic}/$fence")
+        await sub.stop(f"{topic}/$fence")
+        await asyncio.gather(pub_task, sub_task)
+
+    asyncio.run(main())
+
+
+@needs_mosquitto
+def test_publishes_while_the_broker_is_away_go_out_when_it_is_back(tmp_path):
+    port = free_port()
+    broker = start_mosquitto("127.0.0.1", port, workdir=tmp_path / "mqtt")
+    cfg = cfg_of(broker)
+
+    async def main() -> None:
+        nonlocal broker
+        inbox = Inbox()
+        sub = inbox.subscriber(cfg, "sub-pubtest")   # a persistent session: the broker keeps what arrives for it
+        sub_task = asyncio.create_task(sub.run())
+        await asyncio.wait_for(inbox.subscribed.wait(), 15)
+        lost: list[str] = []
+        pub = BulkPublisher(cfg, "bulkpub-restart", on_lost=lost.append)
+        pub_task = asyncio.create_task(pub.run())
+        await asyncio.wait_for(pub.publish(f"{TOPIC}/d", b"before"), 15)
+        await asyncio.to_thread(broker.stop)
+        await until(lambda: lost, what="the publisher to see the broker gone")
+        futs = [pub.publish(f"{TOPIC}/d", b"away%d" % k) for k in range(50)]
+        await asyncio.sleep(0.3)
+        assert not any(f.done() for f in futs) and pub.in_flight == 50
+        broker = await asyncio.to_thread(start_mosquitto, "127.0.0.1", port, workdir=tmp_path / "mqtt")
+        await asyncio.wait_for(asyncio.gather(*futs), 30)
+        await until(lambda: len(inbox.messages) >= 51, what="every message")
+        got = [m.payload for m in inbox.messages]
+        assert got[0] == b"before" and [p for p in got if p.startswith(b"away")] == [b"away%d" % k for k in range(50)]
+        sub.ack(inbox.messages)
+        await pub.stop(f"{TOPIC}/$fence")
+        await sub.stop(f"{TOPIC}/$fence")
+        await asyncio.gather(pub_task, sub_task)
+
+    try:
+        asyncio.run(main())
     finally:
         broker.stop()

@@ -89,6 +89,28 @@ def cfg_of(broker) -> MqttSettings:
     return MqttSettings(host=broker.host, port=broker.port, keepalive_s=5)
 
 
+class OwnMosquitto:
+    """A mosquitto of this test's own, stopped and started again on the same port and persistence folder."""
+
+    def __init__(self, workdir: Path):
+        self.port, self.workdir = free_port(), workdir
+        self.broker = start_mosquitto("127.0.0.1", self.port, workdir=workdir)
+        self.cfg = cfg_of(self.broker)
+
+    async def stop(self) -> None:   # mosquitto saves its sessions and their queued messages
+        await asyncio.to_thread(self.broker.stop)
+
+    async def start(self) -> None:
+        self.broker = await asyncio.to_thread(start_mosquitto, "127.0.0.1", self.port, workdir=self.workdir)
+
+
+@pytest.fixture
+def own_mosquitto(tmp_path):
+    own = OwnMosquitto(tmp_path / "mqtt")
+    yield own
+    own.broker.stop()
+
+
 def test_lists_in_order_and_acknowledgements_reach_the_broker(mqtt_broker):
     cfg, cid, topic = cfg_of(mqtt_broker), f"sub-{uuid.uuid4().hex[:8]}", f"{TOPIC}/{uuid.uuid4().hex[:6]}"
     payloads = [f"m{k:04d}".encode() for k in range(300)]
@@ -155,13 +177,10 @@ def test_it_never_holds_more_than_its_room(mqtt_broker):
 
 
 @needs_mosquitto
-def test_after_a_reconnect_the_unacknowledged_come_again_and_old_copies_are_not_acknowledged(tmp_path):
-    port = free_port()
-    broker = start_mosquitto("127.0.0.1", port, workdir=tmp_path / "mqtt")
-    cfg = cfg_of(broker)
+def test_after_a_reconnect_the_unacknowledged_come_again_and_old_copies_are_not_acknowledged(own_mosquitto):
+    cfg = own_mosquitto.cfg
 
     async def main() -> None:
-        nonlocal broker
         inbox = Inbox()
         sub = inbox.subscriber(cfg, "sub-reconnect")
         task = asyncio.create_task(sub.run())
@@ -172,8 +191,8 @@ def test_after_a_reconnect_the_unacknowledged_come_again_and_old_copies_are_not_
         first = inbox.messages
         pub.close()
         inbox.subscribed.clear()
-        await asyncio.to_thread(broker.stop)   # mosquitto saves the session with its 20 unacknowledged messages
-        broker = await asyncio.to_thread(start_mosquitto, "127.0.0.1", port, workdir=tmp_path / "mqtt")
+        await own_mosquitto.stop()   # mosquitto saves the session with its 20 unacknowledged messages
+        await own_mosquitto.start()
         await asyncio.wait_for(inbox.subscribed.wait(), 30)  # reconnected and subscribed by itself
         await until(lambda: len(inbox.messages) == 40, what="the 20 again")
         assert inbox.lost and [m.payload for m in inbox.messages[20:]] == [m.payload for m in first]
@@ -182,10 +201,7 @@ def test_after_a_reconnect_the_unacknowledged_come_again_and_old_copies_are_not_
         await sub.stop(f"{TOPIC}/$fence")
         await task
 
-    try:
-        asyncio.run(main())
-    finally:
-        broker.stop()
+    asyncio.run(main())
 
 
 @needs_mosquitto
@@ -251,13 +267,10 @@ def test_the_publisher_resolves_each_publish_on_its_puback_in_order(mqtt_broker)
 
 
 @needs_mosquitto
-def test_publishes_while_the_broker_is_away_go_out_when_it_is_back(tmp_path):
-    port = free_port()
-    broker = start_mosquitto("127.0.0.1", port, workdir=tmp_path / "mqtt")
-    cfg = cfg_of(broker)
+def test_publishes_while_the_broker_is_away_go_out_when_it_is_back(own_mosquitto):
+    cfg = own_mosquitto.cfg
 
     async def main() -> None:
-        nonlocal broker
         inbox = Inbox()
         sub = inbox.subscriber(cfg, "sub-pubtest")   # a persistent session: the broker keeps what arrives for it
         sub_task = asyncio.create_task(sub.run())
@@ -266,12 +279,12 @@ def test_publishes_while_the_broker_is_away_go_out_when_it_is_back(tmp_path):
         pub = BulkPublisher(cfg, "bulkpub-restart", on_lost=lost.append)
         pub_task = asyncio.create_task(pub.run())
         await asyncio.wait_for(pub.publish(f"{TOPIC}/d", b"before"), 15)
-        await asyncio.to_thread(broker.stop)
+        await own_mosquitto.stop()
         await until(lambda: lost, what="the publisher to see the broker gone")
         futs = [pub.publish(f"{TOPIC}/d", b"away%d" % k) for k in range(50)]
         await asyncio.sleep(0.3)
         assert not any(f.done() for f in futs) and pub.in_flight == 50
-        broker = await asyncio.to_thread(start_mosquitto, "127.0.0.1", port, workdir=tmp_path / "mqtt")
+        await own_mosquitto.start()
         await asyncio.wait_for(asyncio.gather(*futs), 30)
         await until(lambda: len(inbox.messages) >= 51, what="every message")
         got = [m.payload for m in inbox.messages]
@@ -281,7 +294,4 @@ def test_publishes_while_the_broker_is_away_go_out_when_it_is_back(tmp_path):
         await sub.stop(f"{TOPIC}/$fence")
         await asyncio.gather(pub_task, sub_task)
 
-    try:
-        asyncio.run(main())
-    finally:
-        broker.stop()
+    asyncio.run(main())

@@ -100,12 +100,19 @@ async def produce(bootstrap: str, topic: str, recs: list[tuple[int, bytes, bytes
         await prod.stop()
 
 
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text}: must be above 0 (the vehicles' step along the grid)")
+    return value
+
+
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--engine-fixes", type=int, help="fixes on Kafka (default 1,000,000; quick 200,000)")
     ap.add_argument("--engine-vehicles", type=int, help="vehicles (default 100,000; quick 20,000)")
     ap.add_argument("--engine-zones", type=int, help="zones (default 10,000; quick 2,000)")
     ap.add_argument("--engine-batch", type=int, default=500, help="fixes per Kafka record (bridge.batch_max_fixes)")
-    ap.add_argument("--engine-step", type=float, default=0.01, help="cells per fix: the fraction entering a zone")
+    ap.add_argument("--engine-step", type=_positive, default=0.01, help="cells per fix: the fraction entering a zone")
 
 
 def run(a: argparse.Namespace, profile: Path | None = None) -> dict[str, float]:

@@ -34,7 +34,6 @@ from engine.geofence.batch import IndexView
 from engine.geofence.fleet import NO_ZONES, PartitionFleet
 from engine.settings import FilterSettings
 from engine.telemetry.columns import FixColumns
-from engine.telemetry.filters import FIX_VALID_BIT
 
 __all__ = ["NO_ZONES", "Lanes", "Moves", "split"]
 

@@ -506,7 +506,8 @@ class Publisher(_Client):
                  on_connected: Callable[[], None] | None = None):
         super().__init__(cfg, client_id, clean_session=clean_session, on_lost=on_lost)
         self._on_connected = on_connected
-        self._pending: dict[int, tuple[bytes, asyncio.Future[None]]] = {}  # by packet id, in publish order
+        # By packet id, in publish order: the packet, its future, and whether it went out on a connection.
+        self._pending: dict[int, tuple[bytes, asyncio.Future[None], bool]] = {}
 
     @property
     def in_flight(self) -> int:
@@ -519,7 +520,7 @@ class Publisher(_Client):
         pid = self._next_packet_id()
         packet = publish_packet(topic, payload, pid)
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending[pid] = (packet, fut)
+        self._pending[pid] = (packet, fut, self._connected)
         if self._connected:
             self._write(packet)
         return fut
@@ -532,8 +533,9 @@ class Publisher(_Client):
         return pid
 
     async def _connected_hook(self) -> None:
-        if self._pending:  # sent before, not acknowledged: again, in order, DUP set
-            self._write(b"".join(bytes((p[0] | 0x08,)) + p[1:] for p, _ in self._pending.values()))
+        if self._pending:  # in order; DUP set on those sent before on a connection that ended
+            self._write(b"".join(bytes((p[0] | 0x08,)) + p[1:] if sent else p for p, _, sent in self._pending.values()))
+            self._pending = {pid: (p, fut, True) for pid, (p, fut, _) in self._pending.items()}
         if self._on_connected:
             self._on_connected()
 
@@ -547,5 +549,5 @@ class Publisher(_Client):
     def cancel_pending(self) -> None:
         """Give up on every publish still awaiting its PUBACK (their futures are cancelled)."""
         pending, self._pending = self._pending, {}
-        for _, fut in pending.values():
+        for _, fut, _ in pending.values():
             fut.cancel()

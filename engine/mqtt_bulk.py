@@ -65,9 +65,9 @@ class ConnectRefused(ConnectionError):
 
 
 class _Link(asyncio.Protocol):
-    """One TCP (or TLS) connection; hands its bytes and its end to the subscriber."""
+    """One TCP (or TLS) connection; hands its bytes and its end to the client that made it."""
 
-    def __init__(self, owner: Subscriber):
+    def __init__(self, owner: _Client):
         self.owner = owner
         self.transport: asyncio.Transport | None = None
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -129,7 +129,8 @@ class _Client:
     """One MQTT connection to ``cfg``'s broker, made again after a loss until :meth:`stop`.
 
     Run :meth:`run` as a task. Everything runs on the event loop (no thread). Subclasses say what to do once
-    connected (:meth:`_connected_hook`), with a PUBLISH received (:meth:`_publish_in`) and with a PUBACK.
+    connected (:meth:`_connected_hook`), how many PUBLISH packets to take (:meth:`_room_now`, :meth:`_full`),
+    with those taken (:meth:`_take`) and with PUBACKs (:meth:`_puback`).
     """
 
     def __init__(self, cfg: MqttSettings, client_id: str, *, clean_session: bool,
@@ -487,8 +488,8 @@ class Subscriber(_Client):
 
 def publish_packet(topic: str, payload: bytes, packet_id: int) -> bytes:
     """PUBLISH at QoS 1 (no retain): fixed header 0x32, topic, packet id, payload."""
-    body_len = len(payload) + 4 + len(topic.encode("utf-8"))
-    return b"\x32" + remaining_length(body_len) + _string(topic) + packet_id.to_bytes(2, "big") + payload
+    head = _string(topic) + packet_id.to_bytes(2, "big")
+    return b"\x32" + remaining_length(len(head) + len(payload)) + head + payload
 
 
 class Publisher(_Client):

@@ -44,6 +44,8 @@ from engine.telemetry.batching import partition_for  # noqa: E402
 from engine.telemetry.columns import FixColumns  # noqa: E402
 
 CHECKED = "citywatch_zone_checks_total"
+ALERTS = "citywatch_alerts_total"
+DELIVERED = "citywatch_alerts_delivered_total"
 
 
 CLASS_TABLE = tuple(dict.fromkeys(CLASSES))
@@ -158,7 +160,15 @@ def run(a: argparse.Namespace, profile: Path | None = None) -> dict[str, float]:
         m = worker.metrics()
         print(f"worker checked {c_b:,.0f} fixes: {rate:,.0f} fixes/s over {t_b - t_a:.1f} s "
               f"(CPU: {cpu.summary()}); alerts {m.get('citywatch_alerts_total', 0):,.0f}, "
+              f"delivered to MQTT so far {m.get(DELIVERED, 0):,.0f}, "
               f"states checkpointed {m.get('citywatch_states_checkpointed_total', 0):,.0f}")
+        t_end = time.monotonic()
+        if wait_until(lambda: (w := worker.metrics()).get(DELIVERED, 0) >= w.get(ALERTS, 0) > 0, 60, 0.25):
+            print(f"every alert delivered to MQTT {time.monotonic() - t_end:.1f} s after the last fix was checked")
+        else:
+            w = worker.metrics()
+            print(f"alerts not all delivered 60 s after the last fix was checked: "
+                  f"{w.get(DELIVERED, 0):,.0f} of {w.get(ALERTS, 0):,.0f}")
         if prof is not None and profile:
             print(_profile.summarize(profile / "engine.raw"))
     return {"engine_fixes_per_s": rate, "engine_vehicles": vehicles, "engine_zones": zones}

@@ -82,7 +82,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
     zone_sync.register(app, settings, checker, metrics, zone_records, zones_offset)
     tracks = geofence_agents.register(app, topics, settings, metrics, clock, checker)
     telemetry_agents.register(app, topics.fixes_rejected, metrics)
-    mqtt_sink.register(app, topics.alerts, settings, metrics)
+    mqtt_sink.register(app, settings, metrics)
     vetting_agents.register(app, settings, metrics, clock, topics)
     citizen_tasks.register(app, settings, metrics, clock, topics)
     onemap_agents.register(app, settings, metrics, clock)

@@ -140,8 +140,8 @@ def register(app: faust.App, topics: Topics, settings: Settings, metrics: Worker
             await sink.emit(alerts, {a["alert_id"]: f_ts(a) for a in alerts if not a.get("late")})
             alerted = {a.get("vehicle_id") for a in alerts}
             for p, cols, result in results:
-                for vid, st in result.states.items():
-                    states.put(p, vid, st, durable=is_durable(result.before.get(vid), st, vid in alerted))
+                states.put_many(p, [(vid, st, is_durable(result.before.get(vid), st, vid in alerted))
+                                    for vid, st in result.states.items()])
                 states.moved(p, result.moves.apply(states.fleet(p), cols))
             states.commit()
         await reject(bad + [x for _, _, r in results for x in r.rejections])

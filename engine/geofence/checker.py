@@ -147,8 +147,9 @@ class ZoneChecker:
         lanes = fast_lane.split(cols, x, y, fleet, positions, view, self._cfg[2], self._cfg[0].margin)
         if not lanes.full_rows.size:
             return BatchResult(moves=lanes.moves, checked=lanes.checked)
-        before = StateView(fleet)
-        full = self.check([cols.fix(r) for r in lanes.full_rows.tolist()], before,
+        fixes = [cols.fix(r) for r in lanes.full_rows.tolist()]
+        before = StateView(fleet, list(dict.fromkeys(f.vehicle_id for f in fixes)))
+        full = self.check(fixes, before,
                           None if positions is None else positions[lanes.full_rows].tolist())
         return BatchResult(full.states, full.alerts, full.rejections, checked=full.checked + lanes.checked,
                            late=full.late, moves=lanes.moves, before=before.seen)

@@ -1,8 +1,8 @@
 """The fleet of one partition as arrays: one row per tracked vehicle, Python objects only for the few near a zone.
 
 A vehicle's live state is its last accepted fix (time, position, projected position, speed, class) and its
-place in the log; these are columns here (about 50 bytes a vehicle), found through one ``vehicle id -> row``
-dict. What only vehicles in or near a zone have (per-zone incident state, pending jump suspects, an offline
+place in the log; these are columns here (about 50 bytes a vehicle), found through a ``vehicle id -> row``
+index of arrays (engine.geofence.id_index, ~24 bytes a vehicle besides its id). What only vehicles in or near a zone have (per-zone incident state, pending jump suspects, an offline
 mark) is kept per row in ``extra``, as the checker's dicts.
 
 :meth:`PartitionFleet.state` and :meth:`PartitionFleet.put_state` convert one row to and from the dict the
@@ -15,6 +15,7 @@ engine.geofence.fleet_store.
 >>> f = PartitionFleet()
 >>> f.put_state("闽DH0001", {"ts": 1.0, "lat": 24.5, "lon": 118.1, "x": 1.0, "y": 2.0, "class": "hazmat",
 ...                          "speed": 30.0, "zones": {}, "pos": 7})
+0
 >>> f.state("闽DH0001")["class"], f.state("闽DH0001")["pos"], f.state("nobody")
 ('hazmat', 7, None)
 >>> g = PartitionFleet.unpack(f.pack())
@@ -31,6 +32,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from engine.geofence.id_index import IdIndex
 from engine.geofence.intake import stored_position
 from engine.telemetry.models import CLASSES
 
@@ -49,8 +51,7 @@ class PartitionFleet:
 
     def __init__(self, capacity: int = 1024):
         self.first = 0   # the row this fleet's row 0 stands for (a checkpoint block's place in its partition)
-        self.rows: dict[str, int] = {}
-        self.ids: list[str] = []
+        self.rows = IdIndex(capacity)   # vehicle id -> row
         self.extra: dict[int, dict[str, Any]] = {}
         self.classes: list[str] = list(CLASSES)
         self._class_codes = {c: i for i, c in enumerate(self.classes)}
@@ -58,25 +59,25 @@ class PartitionFleet:
             setattr(self, name, np.full(capacity, _FILL[name], dtype=dtype))
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self.rows)
+
+    @property
+    def ids(self) -> np.ndarray:
+        """The vehicle id of each row."""
+        return self.rows.ids
 
     def __contains__(self, vid: str) -> bool:
         return vid in self.rows
 
     def lookup(self, ids: Sequence[str]) -> np.ndarray:
         """The row of each id, -1 for a vehicle not seen yet."""
-        get = self.rows.get
-        return np.fromiter((get(v, -1) for v in ids), dtype=np.intp, count=len(ids))
+        return self.rows.lookup(ids)
 
     def add(self, ids: Sequence[str]) -> np.ndarray:
         """Rows for ids not seen yet (each once, in order); returns them."""
-        start = len(self.ids)
-        new = [v for v in dict.fromkeys(ids) if v not in self.rows]
-        self._grow(start + len(new))
-        for i, v in enumerate(new, start):
-            self.rows[v] = i
-        self.ids.extend(new)
-        return np.arange(start, start + len(new), dtype=np.intp)
+        rows = self.rows.add(ids)
+        self._grow(len(self.rows))
+        return rows
 
     def code_of_class(self, vclass: str) -> int:
         code = self._class_codes.get(vclass)
@@ -98,8 +99,11 @@ class PartitionFleet:
     # --- one row as the checker's dict -----------------------------------------------------------------
 
     def state(self, vid: str) -> dict[str, Any] | None:
-        r = self.rows.get(vid)
-        if r is None or self.ts[r] != self.ts[r]:
+        return self.state_at(self.rows.get(vid))
+
+    def state_at(self, r: int | None) -> dict[str, Any] | None:
+        """Row ``r``'s state (None for no row, or a row without a fix yet)."""
+        if r is None or r < 0 or self.ts[r] != self.ts[r]:
             return None
         speed = float(self.speed[r])
         st: dict[str, Any] = {"ts": float(self.ts[r]), "lat": float(self.lat[r]), "lon": float(self.lon[r]),
@@ -112,10 +116,25 @@ class PartitionFleet:
             st["pos"] = int(self.pos[r])
         return st
 
-    def put_state(self, vid: str, st: dict[str, Any]) -> None:
+    def put_state(self, vid: str, st: dict[str, Any]) -> int:
+        """Write one vehicle's state (a new row for a new vehicle); returns its row."""
         r = self.rows.get(vid)
         if r is None:
             r = int(self.add([vid])[0])
+        self._put_row(r, st)
+        return r
+
+    def put_states(self, vids: Sequence[str], sts: Sequence[dict[str, Any]]) -> np.ndarray:
+        """:meth:`put_state` for many vehicles with one lookup; returns their rows."""
+        rows = self.lookup(vids)
+        if (rows < 0).any():
+            self.add([v for v, r in zip(vids, rows.tolist()) if r < 0])
+            rows = self.lookup(vids)
+        for r, st in zip(rows.tolist(), sts):
+            self._put_row(r, st)
+        return rows
+
+    def _put_row(self, r: int, st: dict[str, Any]) -> None:
         self.ts[r], self.lat[r], self.lon[r], self.x[r], self.y[r] = st["ts"], st["lat"], st["lon"], st["x"], st["y"]
         self.speed[r] = np.nan if st.get("speed") is None else st["speed"]
         self.class_code[r] = self.code_of_class(st.get("class") or "other")
@@ -168,7 +187,7 @@ class PartitionFleet:
             raise ValueError(f"fleet record: {len(set(ids))} distinct ids for {n} rows")
         fleet = cls(capacity=max(n, 1))
         fleet.first = first
-        fleet.ids, fleet.rows = ids, dict(zip(ids, range(n)))
+        fleet.rows.add(ids)
         fleet.classes = list(meta["classes"])
         fleet._class_codes = {c: i for i, c in enumerate(fleet.classes)}
         fleet.extra = {int(r): e for r, e in meta["extra"].items()}
@@ -182,11 +201,9 @@ class PartitionFleet:
 
     def extend(self, block: PartitionFleet) -> None:
         """Append a block's rows (ids not in this fleet yet) as they are: its row ``k`` becomes ``len(self) + k``."""
-        n, start = len(block), len(self.ids)
+        n, start = len(block), len(self.rows)
+        self.rows.add(block.ids)
         self._grow(start + n)
-        for k, vid in enumerate(block.ids, start):
-            self.rows[vid] = k
-        self.ids.extend(block.ids)
         codes = np.array([self.code_of_class(c) for c in block.classes], dtype=np.uint8)
         for name, _ in _COLUMNS:
             getattr(self, name)[start:start + n] = getattr(block, name)[:n]
@@ -216,15 +233,19 @@ class PartitionFleet:
 
 
 class StateView:
-    """A fleet's rows as the checker's per-fix path reads them (``get``): each vehicle's dict built once."""
+    """A fleet's rows as the checker's per-fix path reads them (``get``): each vehicle's dict built once.
 
-    def __init__(self, fleet: PartitionFleet):
+    ``vids``: the vehicles the batch will ask for, looked up together up front."""
+
+    def __init__(self, fleet: PartitionFleet, vids: Sequence[str] = ()):
         self.fleet = fleet
         self.seen: dict[str, dict[str, Any] | None] = {}
+        self._rows: dict[str, int] = dict(zip(vids, fleet.lookup(vids).tolist())) if len(vids) else {}
 
     def get(self, vid: str, default: Any = None) -> dict[str, Any] | None:
         seen = self.seen
         if vid in seen:
             return seen[vid]
-        st = seen[vid] = self.fleet.state(vid)
+        r = self._rows.get(vid)
+        st = seen[vid] = self.fleet.state_at(self.fleet.rows.get(vid) if r is None else r)
         return st

@@ -38,7 +38,7 @@ blocks at the next checkpoint.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, MutableMapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -101,11 +101,20 @@ class FleetStore:
 
     def put(self, partition: int, vid: str, state: State, *, durable: bool) -> None:
         """One vehicle's new state; ``durable``: it goes to the table with the next :meth:`commit`."""
+        self.put_many(partition, [(vid, state, durable)])
+
+    def put_many(self, partition: int, changes: Sequence[tuple[str, State, bool]]) -> None:
+        """:meth:`put` for ``(vehicle id, state, durable)`` of many vehicles of one partition."""
+        if not changes:
+            return
         fleet = self.fleet(partition)
-        fleet.put_state(vid, state)
-        self._dirty.setdefault(partition, set()).add(fleet.rows[vid] // BLOCK_ROWS)
-        if durable:
-            self._staged.setdefault(partition, {})[vid] = state
+        rows = fleet.put_states([c[0] for c in changes], [c[1] for c in changes])
+        self._dirty.setdefault(partition, set()).update(np.unique(rows // BLOCK_ROWS).tolist())
+        staged = None
+        for vid, state, durable in changes:
+            if durable:
+                staged = self._staged.setdefault(partition, {}) if staged is None else staged
+                staged[vid] = state
 
     def commit(self) -> int:
         """Write the durable states put since the last commit: a journal record per partition (more where one

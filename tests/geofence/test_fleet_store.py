@@ -89,7 +89,7 @@ def test_the_next_owner_reads_blocks_then_newer_vehicle_records():
     assert nxt.get(0, mine[0][3]) == state(1e6, IN_ZONE)
     assert nxt.get(0, mine[0][4]) == state(4.0)
     assert len(nxt.fleet(0)) == len(mine[0]) and len(nxt.fleet(1)) == len(mine[1])
-    assert nxt.fleet(0).ids == store.fleet(0).ids               # the rows where the blocks have them
+    assert list(nxt.fleet(0).ids) == list(store.fleet(0).ids)              # the rows where the blocks have them
     assert nxt.pending == 1                                      # the journaled vehicle's block is rewritten next
     nxt.flush()
     assert not any(k.startswith(JOURNAL_PREFIX) for k in nxt.table)

@@ -180,3 +180,24 @@ def first_delivery_order(alerts: list[dict]) -> dict[str, list[int]]:
             seen.add(a["alert_id"])
             out[a["subject"]].append(a["seq"])
     return out
+
+
+def tunnel_incidents(settings: Settings, worker, vehicles: int,  # type: ignore[no-untyped-def]
+                     timeout: float = 120) -> tuple[dict[tuple[str, str], set[str]], list[dict]]:
+    """Wait until the alerts topic holds a Haicang Tunnel enter and exit for each of ``vehicles``; returns the
+    alert ids per ``(vehicle, kind)`` and the alert records (repeats included)."""
+    incidents: dict[tuple[str, str], set[str]] = defaultdict(set)
+    records: list[dict] = []
+
+    def complete() -> bool:
+        assert worker.proc.poll() is None, worker.log()
+        records[:] = [a for a in (orjson.loads(v) for _, v in read_topic(
+            settings.kafka.bootstrap, settings.kafka.topics.alerts, min_count=2 * vehicles, timeout=5))
+            if a.get("zone_id") == "haicang-tunnel" and a["kind"] in ("zone.enter", "zone.exit")]
+        incidents.clear()
+        for a in records:
+            incidents[(a["vehicle_id"], a["kind"])].add(a["alert_id"])
+        return len(incidents) == 2 * vehicles
+
+    wait_for(complete, timeout, f"an enter and an exit alert for each of {vehicles} vehicles", interval=1)
+    return dict(incidents), records

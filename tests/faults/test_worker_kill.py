@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import signal
 import time
-from collections import defaultdict
 
 import orjson
 import pytest
 
 from tests.conftest import metric_value, read_topic, scrape, wait_for
-from tests.faults.helpers import report
+from tests.faults.helpers import report, tunnel_incidents
 from tests.integration.test_failover import VEHICLES, produce, workload
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -49,20 +48,7 @@ def test_worker_killed_while_alerting_loses_no_alert(make_settings, spawn):
     worker.proc.wait(10)
 
     worker = spawn("worker-2", ["worker"], settings)
-    incidents: dict[tuple[str, str], set[str]] = defaultdict(set)
-    records: list[dict] = []
-
-    def complete() -> bool:
-        assert worker.proc.poll() is None, worker.log()
-        records[:] = [a for a in (orjson.loads(v) for _, v in read_topic(
-            settings.kafka.bootstrap, settings.kafka.topics.alerts, min_count=2 * VEHICLES, timeout=5))
-            if a.get("zone_id") == "haicang-tunnel" and a["kind"] in ("zone.enter", "zone.exit")]
-        incidents.clear()
-        for a in records:
-            incidents[(a["vehicle_id"], a["kind"])].add(a["alert_id"])
-        return len(incidents) == 2 * VEHICLES
-
-    wait_for(complete, 120, f"an enter and an exit alert for each of {VEHICLES} vehicles", interval=1)
+    incidents, records = tunnel_incidents(settings, worker, VEHICLES)
     assert all(len(ids) == 1 for ids in incidents.values()), incidents  # a repeat carries the same id
     distinct = {i for ids in incidents.values() for i in ids}
     report("worker-kill-9", expected=2 * VEHICLES, delivered_to_kafka=len(distinct),

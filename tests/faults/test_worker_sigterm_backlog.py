@@ -17,13 +17,12 @@ test is what would show it if that changed.
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 
 import orjson
 import pytest
 
-from tests.conftest import metric_value, read_topic, scrape, wait_for
-from tests.faults.helpers import report
+from tests.conftest import metric_value, scrape, wait_for
+from tests.faults.helpers import report, tunnel_incidents
 from tests.integration.test_failover import produce
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -65,20 +64,7 @@ def test_sigterm_in_the_middle_of_a_backlog_loses_or_doubles_no_incident(make_se
     assert worker.stop(30) == 0, worker.log()
 
     worker = spawn("worker-2", ["worker"], settings)
-    incidents: dict[tuple[str, str], set[str]] = defaultdict(set)
-    records: list[dict] = []
-
-    def complete() -> bool:
-        assert worker.proc.poll() is None, worker.log()
-        records[:] = [a for a in (orjson.loads(v) for _, v in read_topic(
-            settings.kafka.bootstrap, settings.kafka.topics.alerts, min_count=2 * VEHICLES, timeout=5))
-            if a.get("zone_id") == "haicang-tunnel" and a["kind"] in ("zone.enter", "zone.exit")]
-        incidents.clear()
-        for a in records:
-            incidents[(a["vehicle_id"], a["kind"])].add(a["alert_id"])
-        return len(incidents) == 2 * VEHICLES
-
-    wait_for(complete, 120, f"an enter and an exit alert for each of {VEHICLES} vehicles", interval=1)
+    incidents, records = tunnel_incidents(settings, worker, VEHICLES)
     twice = {k: ids for k, ids in incidents.items() if len(ids) > 1}
     assert not twice, f"incidents raised again under another id (their batch was committed unchecked): {twice}"
     distinct = {i for ids in incidents.values() for i in ids}

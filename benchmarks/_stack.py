@@ -28,6 +28,7 @@ ROOT = BENCH_DIR.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from engine.brokers.apache_kafka import start_apache_kafka  # noqa: E402
 from engine.brokers.kafka import start_tansu  # noqa: E402
 from engine.brokers.mqtt import start_mqtt_broker  # noqa: E402
 from engine.brokers.ports import SpawnedBroker, free_port, log_tail, pdeathsig_preexec  # noqa: E402
@@ -151,7 +152,8 @@ class Child:
 
 @dataclass
 class Stack:
-    """Tansu + MQTT broker on free loopback ports and the child processes started against them.
+    """A Kafka broker (``kafka_kind``: Tansu, or Apache Kafka with ``kafka.broker: kafka`` for the children) and an
+    MQTT broker on free loopback ports, and the child processes started against them.
 
     ``root`` is the source tree the children run (default: this repository),
     so a benchmark can be pointed at another checkout with ``--root``.
@@ -160,13 +162,17 @@ class Stack:
     workdir: Path
     root: Path = ROOT
     mqtt_broker: str = "auto"
+    kafka_kind: str = "tansu"
     kafka: SpawnedBroker | None = None
     mqtt: SpawnedBroker | None = None
     children: list[Child] = field(default_factory=list)
 
     def start_brokers(self) -> Stack:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.kafka = start_tansu("127.0.0.1", free_port(), log_path=self.workdir / "tansu.log")
+        if self.kafka_kind == "apache":
+            self.kafka = start_apache_kafka("127.0.0.1", free_port(), self.workdir / "apache-kafka")
+        else:
+            self.kafka = start_tansu("127.0.0.1", free_port(), log_path=self.workdir / "tansu.log")
         self.mqtt = start_mqtt_broker("127.0.0.1", free_port(), workdir=self.workdir / "mqtt",
                                       prefer=self.mqtt_broker)
         return self
@@ -176,7 +182,9 @@ class Stack:
         assert self.kafka and self.mqtt, "start_brokers() first"
         env = {k: v for k, v in os.environ.items() if not k.startswith("CITYWATCH_")}
         env.update(PYTHONPATH=str(self.root), PYTHONUNBUFFERED="1",
-                   CITYWATCH_KAFKA__BOOTSTRAP=self.kafka.address, CITYWATCH_MQTT__HOST="127.0.0.1",
+                   CITYWATCH_KAFKA__BOOTSTRAP=self.kafka.address,
+                   CITYWATCH_KAFKA__BROKER="kafka" if self.kafka_kind == "apache" else "tansu",
+                   CITYWATCH_MQTT__HOST="127.0.0.1",
                    CITYWATCH_MQTT__PORT=str(self.mqtt.port), CITYWATCH_LOG__LEVEL="warning",
                    # Processing workers: the one-map (which follows every fix on every worker) is measured on
                    # its own by bench_push.py; a deployment serves it from workers of its own.
@@ -219,10 +227,15 @@ class Stack:
                 broker.stop()
         self.mqtt = self.kafka = None
 
+    @property
+    def kafka_name(self) -> str:
+        """The Kafka broker's name in CPU reports: ``tansu`` or ``apache-kafka``."""
+        return "apache-kafka" if self.kafka_kind == "apache" else "tansu"
+
     def pids(self) -> dict[str, int]:
         """Process ids worth watching: brokers and children."""
         out = {c.name: c.pid for c in self.children if c.alive()}
-        for name, broker in (("tansu", self.kafka), ("mqtt-broker", self.mqtt)):
+        for name, broker in ((self.kafka_name, self.kafka), ("mqtt-broker", self.mqtt)):
             if broker is not None and broker.proc is not None:
                 out[name] = broker.proc.pid
         return out

@@ -11,7 +11,12 @@
    latency at a fixed offered rate with single-fix messages and with 100-fix
    arrays, sustained throughput with 100-fix arrays and with single-fix
    messages, worker memory per vehicle, and the naive per-fix baseline
-   (``naive_worker.py``) on the same workload.
+   (``naive_worker.py``) on the same workload;
+4. where Java and Maven are present (``engine.brokers.apache_kafka``), the
+   worker alone and the end-to-end throughput with 100-fix arrays again on
+   Apache Kafka (``kafka.broker: kafka``, production consumer and producer
+   settings), printed beside the Tansu figures with their ratio
+   (``*_apache`` and ``apache_vs_tansu_*`` keys; ``--skip-apache`` leaves it out).
 
 The last line always carries the keys of ``REQUIRED`` (``nan`` where a phase
 did not run or failed; the exit status is then 1), then every other figure.
@@ -59,12 +64,50 @@ def run_kernel(args: argparse.Namespace, fig: dict[str, float]) -> None:
         print(f"kernel alone {rate:,.0f} fixes per CPU second; no engine figure to compare it with")
 
 
+def run_apache(args: argparse.Namespace, fig: dict[str, float]) -> bool:
+    """The worker alone and the end-to-end array throughput on Apache Kafka; False if a phase failed."""
+    from engine.brokers.apache_kafka import unavailable_reason
+
+    reason = unavailable_reason()
+    if reason:
+        print(f"not run on Apache Kafka: {reason}")
+        return True
+    ok = True
+    on_kafka = argparse.Namespace(**{**vars(args), "kafka": "apache", "phases": {"array"}, "snapshot": False})
+    apache: dict[str, float] = {}
+    if not args.skip_engine:
+        print("\n=== engine alone on Apache Kafka ===")
+        try:
+            apache["engine_fixes_per_s"] = engine.run(on_kafka)["engine_fixes_per_s"]
+        except Exception:  # noqa: BLE001 - reported; the other phase still runs
+            traceback.print_exc()
+            ok = False
+    print("\n=== end to end on Apache Kafka (100-fix arrays, sustained) ===")
+    try:
+        got = e2e.run(on_kafka)
+        ok = ok and not got.get("errors")
+        if "fixes_per_s" in got:
+            apache["fixes_per_s"] = got["fixes_per_s"]
+    except Exception:  # noqa: BLE001
+        traceback.print_exc()
+        ok = False
+    print("\nTansu and Apache Kafka side by side (same machine, same run):")
+    for key, ratio_key, what in (("engine_fixes_per_s", "apache_vs_tansu_engine", "worker alone, fixes/s"),
+                                 ("fixes_per_s", "apache_vs_tansu_e2e", "end to end, 100-fix arrays")):
+        t, k = fig.get(key, math.nan), apache.get(key, math.nan)
+        ratio = k / t if t > 0 and math.isfinite(t) and math.isfinite(k) else math.nan
+        fig[f"{key}_apache"], fig[ratio_key] = k, ratio
+        print(f"  {what:<28} tansu {t:>10,.0f}  apache-kafka {k:>10,.0f}  ratio {ratio:.2f}")
+    return ok
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     e2e.add_arguments(ap)
     engine.add_arguments(ap)
     ap.add_argument("--skip-micro", action="store_true", help="skip the zone-index micro suite")
     ap.add_argument("--skip-engine", action="store_true", help="skip the engine-alone run")
+    ap.add_argument("--skip-apache", action="store_true", help="skip the phases run again on Apache Kafka")
     ap.add_argument("--micro-zones", help="zone counts of the micro suite (default 100,1000,20000; quick 100,1000)")
     ap.add_argument("--micro-shapes", default="simple,500", help="shapes of the micro suite")
     args = e2e.finish_args(ap.parse_args())
@@ -101,6 +144,8 @@ def main() -> int:
     except Exception:  # noqa: BLE001 - the figures so far are still printed
         traceback.print_exc()
         failed = True
+    if not args.skip_apache and args.kafka == "tansu":
+        failed = not run_apache(args, fig) or failed
     if not args.skip_micro:
         fig.update(micro_fig)
     e2e.print_targets(fig)

@@ -378,7 +378,7 @@ def latency_figures(listener: AlertListener, fleet: Fleet, t_from: float, t_to: 
 
 
 def start_citywatch(cfg: argparse.Namespace, work: Path, zones_dir: Path) -> tuple[Stack, Any, Any]:
-    stack = Stack(work, root=cfg.root, mqtt_broker=cfg.mqtt_broker).start_brokers()
+    stack = Stack(work, root=cfg.root, mqtt_broker=cfg.mqtt_broker, kafka_kind=cfg.kafka).start_brokers()
     web, bport = free_port(), free_port()  # bport: the worker's view of bridge.metrics_port (each bridge has its own)
     extra = dict(kv.split("=", 1) for kv in cfg.env)
     env = stack.env(CITYWATCH_WEB__PORT=str(web), CITYWATCH_BRIDGE__METRICS_PORT=str(bport),
@@ -389,7 +389,7 @@ def start_citywatch(cfg: argparse.Namespace, work: Path, zones_dir: Path) -> tup
 
 
 def start_naive(cfg: argparse.Namespace, work: Path, zones_dir: Path, lookup: str) -> tuple[Stack, Any, Any]:
-    stack = Stack(work, root=cfg.root, mqtt_broker=cfg.mqtt_broker).start_brokers()
+    stack = Stack(work, root=cfg.root, mqtt_broker=cfg.mqtt_broker, kafka_kind=cfg.kafka).start_brokers()
     web, bport = free_port(), free_port()
     env = stack.env(CITYWATCH_WEB__PORT=str(web), CITYWATCH_BRIDGE__METRICS_PORT=str(bport),
                     CITYWATCH_WORKER__DATA_DIR=str(work / "worker-data"), CITYWATCH_ZONES__DIR=str(zones_dir))
@@ -466,7 +466,7 @@ def run_bridges_alone(cfg: argparse.Namespace, grid: Grid, work: Path) -> dict[s
           f"{cfg.vehicles:,} vehicles) -> mosquitto -> N bridges (shared subscription when N > 1) -> Tansu; closed "
           f"loop on what the bridges produced (window {cfg.window_single:,}), {cfg.single_duration_s:.0f} s; no worker")
     for n in [int(x) for x in cfg.bridge_counts.split(",") if x.strip()]:
-        stack = Stack(work / f"bridges-{n}", root=cfg.root, mqtt_broker=cfg.mqtt_broker).start_brokers()
+        stack = Stack(work / f"bridges-{n}", root=cfg.root, mqtt_broker=cfg.mqtt_broker, kafka_kind=cfg.kafka).start_brokers()
         try:
             rate, cores = bridges_phase(cfg, stack, fleet, n)
         finally:
@@ -811,6 +811,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--root", type=Path, default=ROOT, help="source tree whose engine is run (default: this repo)")
     ap.add_argument("--phases", default="loadgen,bridge,latency,array,single,memory,naive",
                     help="comma-separated subset of loadgen,bridge,latency,array,single,memory,naive")
+    ap.add_argument("--kafka", choices=("tansu", "apache"), default="tansu",
+                    help="the Kafka broker of the stacks (bench.py runs some phases on both)")
     ap.add_argument("--bridges", type=int, default=1,
                     help="bridge processes of the Citywatch stack (more than one share the subscription)")
     ap.add_argument("--bridge-counts", default="1,2",

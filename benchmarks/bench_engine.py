@@ -126,12 +126,14 @@ def run(a: argparse.Namespace, profile: Path | None = None) -> dict[str, float]:
     grid = Grid(zones)
     fleet = Fleet(grid, vehicles, step=a.engine_step)
     zone_dir = grid.write(workdir / "zones")
-    with Stack(workdir).start_brokers() as stack:
+    kind = getattr(a, "kafka", "tansu")
+    with Stack(workdir, kafka_kind=kind).start_brokers() as stack:
         assert stack.kafka is not None
         web = free_port()
         env = stack.env(CITYWATCH_ZONES__DIR=str(zone_dir), CITYWATCH_WEB__PORT=str(web),
                         CITYWATCH_WORKER__DATA_DIR=str(workdir / "worker"))
-        settings = Settings().replace(kafka={"bootstrap": stack.kafka.address})
+        settings = Settings().replace(kafka={"bootstrap": stack.kafka.address,
+                                             "broker": "kafka" if kind == "apache" else "tansu"})
         ensure_topics(settings)
         t = time.monotonic()
         recs = records(fleet, fixes, a.engine_batch, settings.kafka.partitions, time.time() - 3600)
@@ -141,7 +143,7 @@ def run(a: argparse.Namespace, profile: Path | None = None) -> dict[str, float]:
         worker = stack.spawn("worker", ["-m", "engine", "worker"], env, metrics_port=web)
         if not stack.wait_metric(worker, CHECKED, lambda v: v > 0, 120):
             raise RuntimeError("the worker did not start checking fixes")
-        cpu = CpuMeter({"worker": worker.pid, "tansu": stack.pids()["tansu"]}).start()
+        cpu = CpuMeter({"worker": worker.pid, stack.kafka_name: stack.pids()[stack.kafka_name]}).start()
         prof = _profile.record(worker.pid, profile / "engine.raw", 30) if profile else None
         samples: list[tuple[float, float]] = []
 

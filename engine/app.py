@@ -21,7 +21,8 @@ from engine.clock import Clock, SystemClock
 from engine.geofence import agents as geofence_agents
 from engine.geofence import zone_sync
 from engine.geofence.checker import ZoneChecker
-from engine.kafka.faust_fixes import OrderedTableManager, SafeTransport
+from engine.kafka.faust_fixes import OrderedTableManager
+from engine.kafka.producers import KafkaTransport
 from engine.kafka.tansu import TansuTransport
 from engine.metrics import WorkerMetrics
 from engine.onemap import agents as onemap_agents
@@ -45,14 +46,14 @@ def broker_tuning(kafka: KafkaSettings) -> dict[str, Any]:
 
 
 class CitywatchApp(faust.App):
-    """A Faust app that swaps in the Tansu-corrected transport when asked to."""
+    """A Faust app on the transport for its broker: Tansu-corrected, or idempotent writes on Kafka."""
 
     def __init__(self, *args: Any, tansu: bool = False, **kwargs: Any):
         self._tansu = tansu
         super().__init__(*args, **kwargs)
 
     def _new_transport(self):  # type: ignore[no-untyped-def]
-        transport = TansuTransport if self._tansu else SafeTransport
+        transport = TansuTransport if self._tansu else KafkaTransport
         return transport(self.conf.broker_consumer, self)
 
     def _new_web(self):  # type: ignore[no-untyped-def]

@@ -64,6 +64,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     from engine.up import run_up
 
     settings, path = _load(args)  # the children read the same file
+    if args.kafka:
+        settings = settings.replace(up={"kafka": args.kafka})
     return run_up(settings, config_path=str(path), simulator=not args.no_simulator)
 
 
@@ -174,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = add("up", cmd_up, "run the whole system on embedded defaults", zones=True)
     up.add_argument("--no-simulator", action="store_true", help="do not start the fleet simulator")
+    up.add_argument("--kafka", choices=("tansu", "apache"), default=None,
+                    help="the Kafka broker to start where none listens (setting up.kafka; default tansu)")
     add("worker", cmd_worker, "run one Faust worker against the configured brokers", zones=True)
     add("bridge", cmd_bridge, "run the MQTT-to-Kafka bridge alone")
     add("simulate", cmd_simulate, "run the fleet simulator against the configured MQTT broker")

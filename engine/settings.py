@@ -489,6 +489,7 @@ class LogSettings:
 @dataclass(frozen=True)
 class UpSettings:
     data_dir: str = "var"
+    kafka: str = "tansu"            # the broker `citywatch up` starts where none listens: tansu | apache
 
 
 @dataclass(frozen=True)
@@ -629,6 +630,8 @@ def _check(obj: Any, prefix: str) -> None:
         if obj.partitions < 1:
             raise ConfigError(f"setting {prefix}partitions: must be at least 1")
         _check_replication(obj, prefix)
+    if isinstance(obj, UpSettings) and obj.kafka not in ("tansu", "apache"):
+        raise ConfigError(f"setting {prefix}kafka: expected 'tansu' or 'apache', got {obj.kafka!r}")
     if isinstance(obj, WorkerSettings) and (obj.checkpoint_s <= 0 or obj.batch_size < 1):
         raise ConfigError(f"setting {prefix}checkpoint_s/batch_size: must be above 0")
     if isinstance(obj, LogSettings) and obj.level.lower() not in ("debug", "info", "warning", "error", "critical"):

@@ -25,7 +25,7 @@ import orjson
 from engine import mqtt as mqttc
 from engine.brokers.kafka import ensure_kafka
 from engine.brokers.mqtt import ensure_mqtt
-from engine.brokers.ports import SpawnedBroker, log_tail, pdeathsig_preexec
+from engine.brokers.ports import SpawnedBroker, is_listening, log_tail, pdeathsig_preexec
 from engine.geofence.zone_store import records_from_path
 from engine.kafka.topics import ensure_topics
 from engine.settings import Settings
@@ -135,9 +135,23 @@ def _child_env(settings: Settings) -> dict[str, str]:
     env["CITYWATCH_ZONES__DIR"] = str(Path(settings.zones.dir).resolve())
     env["CITYWATCH_REPORTS__GRID_DIR"] = str(Path(settings.reports.grid_dir).resolve())
     env["CITYWATCH_KAFKA__BOOTSTRAP"] = settings.kafka.bootstrap
+    env["CITYWATCH_KAFKA__BROKER"] = settings.kafka.broker
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
                                                        env.get("PYTHONPATH", "")]))
     return env
+
+
+def start_kafka(settings: Settings, data: Path) -> SpawnedBroker:
+    """The Kafka broker at ``kafka.bootstrap``: reused if one listens there, else the ``up.kafka`` kind started
+    empty (Tansu keeps everything in memory; Apache Kafka's log directories under ``<data_dir>/kafka`` are
+    cleared first, so both start the same way)."""
+    khost, kport = settings.kafka.first_host_port
+    if settings.up.kafka == "apache":
+        workdir = data / "kafka"
+        if not is_listening(khost, kport):
+            shutil.rmtree(workdir, ignore_errors=True)
+        return ensure_kafka(khost, kport, log_path=data / "logs" / "apache-kafka.log", kind="apache", workdir=workdir)
+    return ensure_kafka(khost, kport, log_path=data / "logs" / "tansu.log")
 
 
 def run_up(settings: Settings, *, config_path: str | None, simulator: bool = True) -> int:
@@ -152,11 +166,11 @@ def run_up(settings: Settings, *, config_path: str | None, simulator: bool = Tru
     console = None
     code = 0
     try:
-        khost, kport = settings.kafka.first_host_port
-        kafka = ensure_kafka(khost, kport, log_path=logs / "tansu.log")
+        kafka = start_kafka(settings, data)
         brokers.append(kafka)
-        if kafka.proc is not None:  # a fresh memory broker: stale local table data would conflict
+        if kafka.proc is not None:  # a fresh, empty broker: stale local table data would conflict
             shutil.rmtree(settings.worker.data_dir, ignore_errors=True)
+            settings = settings.replace(kafka={"broker": "kafka" if settings.up.kafka == "apache" else "tansu"})
         mqtt = ensure_mqtt(settings.mqtt.host, settings.mqtt.port, workdir=data / "mqtt", settings=settings)
         brokers.append(mqtt)
         ensure_topics(settings)
@@ -226,13 +240,15 @@ def _banner(settings: Settings, kafka: SpawnedBroker, mqtt: SpawnedBroker, child
     def origin(b: SpawnedBroker) -> str:
         return f"{b.name} (spawned, pid {b.proc.pid})" if b.proc else "already running there (reused)"
 
+    kind = "Tansu, in memory" if settings.kafka.broker == "tansu" else "Apache Kafka" if kafka.proc else "Kafka"
+
     lines = [
         "Citywatch is up.",
         f"  MQTT      {mqtt.address}  {origin(mqtt)}",
         f"            gateways publish to {settings.mqtt.fixes_topic}/<vehicle_id>;"
         f" alerts on {settings.mqtt.alerts_topic}/#",
         *_access_lines(settings, mqtt),
-        f"  Kafka     {settings.kafka.bootstrap}  {origin(kafka)}",
+        f"  Kafka     {settings.kafka.bootstrap}  {origin(kafka)}; {kind} (kafka.broker: {settings.kafka.broker})",
         f"            topics {settings.kafka.topics.fixes}, {settings.kafka.topics.fixes_rejected},"
         f" {settings.kafka.topics.alerts}",
         f"  HTTP      http://{settings.web.host}:{settings.web.port}/metrics and /health (worker),"

@@ -20,6 +20,7 @@ from engine.brokers import kafka
 from engine.clock import Clock, SystemClock, to_iso
 from engine.errors import ZoneFileError
 from engine.geofence.zone_store import apply_records, records_from_path, zone_from_record
+from engine.kafka.producers import producer_options
 from engine.kafka.topics import ensure_topics
 from engine.settings import Settings
 
@@ -58,13 +59,19 @@ async def read_zone_records_at(settings: Settings) -> tuple[dict[str, bytes], in
         await consumer.stop()
 
 
+ZONE_WRITE_TIMEOUT_S = 60.0  # for Kafka to take the zone records
+
+
 async def write_zone_records(settings: Settings, records: dict[str, bytes | None]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.servers, acks="all")
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.servers, **producer_options(settings.kafka))
     await start_client(producer, settings)
     try:
         futures = [await producer.send(settings.kafka.topics.zones, value, key=zid.encode())
                    for zid, value in sorted(records.items())]
-        await asyncio.gather(*futures)
+        try:  # an idempotent producer retries for good: give up here instead
+            await asyncio.wait_for(asyncio.gather(*futures), ZONE_WRITE_TIMEOUT_S)
+        except TimeoutError as exc:
+            raise kafka.kafka_unreachable(exc, settings.kafka.bootstrap, ZONE_WRITE_TIMEOUT_S) from exc
     finally:
         await producer.stop()
 

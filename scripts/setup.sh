@@ -38,6 +38,15 @@ if ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null
   fi
 fi
 
+# Java 17+ and Maven run the broker-facing tests a second time on Apache Kafka (scripts/test-apache-kafka.sh)
+# and `citywatch up --kafka apache`; without them those tests are skipped with a notice.
+if { ! command -v java >/dev/null 2>&1 || ! command -v mvn >/dev/null 2>&1; } && command -v apt-get >/dev/null 2>&1; then
+  echo "setup: installing Java and Maven (Debian packages, for Apache Kafka)"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && SUDO="sudo"
+  { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq default-jre-headless maven \
+      >/dev/null; } || echo "setup: Java/Maven could not be installed; the Apache Kafka tests will be skipped"
+fi
+
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv"

@@ -12,12 +12,48 @@ from pathlib import Path
 
 import pytest
 
+from engine.brokers.apache_kafka import start_apache_kafka, unavailable_reason
 from engine.brokers.kafka import start_tansu
 from engine.brokers.mqtt import start_mqtt_broker
 from engine.brokers.ports import SpawnedBroker, free_port, log_tail
 from engine.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
+
+#: The Kafka broker the broker-facing tests run on: ``TEST_KAFKA=tansu`` (the default) or ``apache``.
+#: ``make test`` runs them on both (scripts/test-apache-kafka.sh); the tests that do are marked ``kafka``.
+TEST_KAFKA = os.environ.get("TEST_KAFKA", "tansu")
+if TEST_KAFKA not in ("tansu", "apache"):
+    raise pytest.UsageError(f"TEST_KAFKA={TEST_KAFKA!r}: expected tansu or apache")
+#: The ``kafka.broker`` setting that goes with it.
+KAFKA_BROKER_SETTING = "kafka" if TEST_KAFKA == "apache" else "tansu"
+#: Fixtures that reach a Kafka broker: tests using them are marked ``kafka`` and run on both brokers.
+KAFKA_FIXTURES = frozenset({"kafka_broker", "make_settings", "own_kafka", "fault_settings"})
+
+
+def start_test_kafka(workdir: Path, port: int | None = None, *, controller_port: int | None = None) -> SpawnedBroker:
+    """The broker ``TEST_KAFKA`` names on ``port`` (free if None), its log and data under ``workdir``."""
+    port = port or free_port()
+    if TEST_KAFKA == "apache":
+        reason = unavailable_reason()
+        if reason:
+            pytest.fail(f"TEST_KAFKA=apache but Apache Kafka cannot start here: {reason}")
+        return start_apache_kafka("127.0.0.1", port, workdir, controller_port=controller_port)
+    return start_tansu("127.0.0.1", port, log_path=workdir / "tansu.log")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the tests that reach Kafka ``kafka``; skip ``tansu_only`` tests on Apache Kafka and ``apache_only``
+    ones on Tansu."""
+    for item in items:
+        if KAFKA_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.kafka)
+        if TEST_KAFKA == "apache" and item.get_closest_marker("tansu_only"):
+            reason = item.get_closest_marker("tansu_only").kwargs.get("reason", "checks Tansu itself")
+            item.add_marker(pytest.mark.skip(reason=f"Tansu only: {reason}"))
+        if TEST_KAFKA != "apache" and item.get_closest_marker("apache_only"):
+            item.add_marker(pytest.mark.skip(reason="Apache Kafka only: runs under TEST_KAFKA=apache "
+                                                    "(make test does, where Java is present)"))
 
 
 def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.1) -> object:
@@ -34,8 +70,7 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str, interva
 
 @pytest.fixture(scope="session")
 def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpawnedBroker]:
-    d = tmp_path_factory.mktemp("tansu")
-    broker = start_tansu("127.0.0.1", free_port(), log_path=d / "tansu.log")
+    broker = start_test_kafka(tmp_path_factory.mktemp(TEST_KAFKA))
     yield broker
     broker.stop()
 
@@ -82,7 +117,7 @@ def isolated_settings(tmp_path: Path, kafka_broker: SpawnedBroker, mqtt_broker: 
     base = load_settings(ROOT / "config.yaml", env={}).replace(
         mqtt={"host": mqtt_broker.host, "port": mqtt_broker.port, "fixes_topic": f"t{tag}/fixes",
               "alerts_topic": f"t{tag}/alerts"},
-        kafka={"bootstrap": kafka_broker.address,
+        kafka={"bootstrap": kafka_broker.address, "broker": KAFKA_BROKER_SETTING,
                "topics": {"fixes": f"fixes-{tag}", "fixes_rejected": f"fixes-{tag}.rejected",
                           "alerts": f"alerts-{tag}", "zones": f"zones-{tag}"}},
         web={"port": free_port()},

@@ -82,15 +82,16 @@ def all_topics(bootstrap: str) -> set[str]:
 
 def read_to_end(bootstrap: str, topics: list[str], timeout: float) -> list[tuple[str, int, bytes | None, bytes | None]]:
     """``(topic, index, key, value)`` of every record of ``topics``, up to the end offsets seen at the start."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import AIOKafkaConsumer
+
+    from engine.kafka.metadata import partitions_of
 
     async def run() -> list[tuple[str, int, bytes | None, bytes | None]]:
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
         await consumer.start()
         out: list[tuple[str, int, bytes | None, bytes | None]] = []
         try:
-            await consumer.topics()  # a metadata refresh: partitions_for_topic knows every topic after it
-            tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+            tps = [tp for t in topics for tp in await partitions_of(consumer, t)]
             if not tps:
                 return out
             consumer.assign(tps)

@@ -35,6 +35,7 @@ def test_settings_are_frozen():
     ({"CITYWATCH_MQTT__PROT": "1"}, "unknown setting mqtt.prot"),
     ({"CITYWATCH_KAFKA__BOOTSTRAP": "nohost"}, "setting kafka.bootstrap: expected host:port"),
     ({"CITYWATCH_KAFKA__BROKER": "redpanda"}, "setting kafka.broker: expected 'tansu' or 'kafka'"),
+    ({"CITYWATCH_UP__KAFKA": "kafka"}, "setting up.kafka: expected 'tansu' or 'apache', got 'kafka'"),
     ({"CITYWATCH_WORKER__BATCH_SIZE": "-5"}, "setting worker.batch_size: must not be negative"),
     ({"CITYWATCH_MQTT__PORT__X": "1"}, "mqtt.port is not a section"),
 ])

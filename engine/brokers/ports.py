@@ -230,6 +230,43 @@ def pdeathsig_preexec() -> Callable[[], None] | None:
     return preexec
 
 
+def launch_broker(name: str, argv: Sequence[str], host: str, port: int, *, log_path: Path,
+                  env: dict[str, str] | None = None) -> SpawnedBroker:
+    """Start ``argv`` with output to ``log_path`` and return at once (see :func:`await_broker`)."""
+    log_path = Path(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log.info("starting %s on %s:%s (log %s)", name, host, port, log_path)
+    try:
+        with open(log_path, "ab") as log_fh:
+            proc = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=log_fh,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,  # a terminal's Ctrl-C reaches only the parent, which stops us in order
+                preexec_fn=pdeathsig_preexec(),
+            )
+    except OSError as exc:
+        raise BrokerStartError(f"{name}: cannot run {argv[0]}: {exc}") from exc
+    return SpawnedBroker(name=name, host=host, port=port, proc=proc, log_path=log_path)
+
+
+def await_broker(broker: SpawnedBroker, deadline: float,
+                 ready: Callable[[SpawnedBroker, float], None] | None = None) -> SpawnedBroker:
+    """Wait until a launched broker serves its port (and passes ``ready``); stop it on any failure."""
+    try:
+        wait_listening(broker.host, broker.port, max(0.0, deadline - time.monotonic()), broker.proc,
+                       name=broker.name, log_path=broker.log_path)
+        if ready is not None:
+            ready(broker, deadline)
+    except BaseException:
+        broker.stop()
+        raise
+    log.info("%s ready on %s (pid %s)", broker.name, broker.address, broker.proc.pid if broker.proc else "-")
+    return broker
+
+
 def spawn_broker(
     name: str,
     argv: Sequence[str],
@@ -248,30 +285,5 @@ def spawn_broker(
     raises :class:`BrokerStartError` on failure. On any failure the process is
     stopped before the error propagates.
     """
-    log_path = Path(log_path)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + timeout
-    log.info("starting %s on %s:%s (log %s)", name, host, port, log_path)
-    try:
-        with open(log_path, "ab") as log_fh:
-            proc = subprocess.Popen(
-                list(argv),
-                stdin=subprocess.DEVNULL,
-                stdout=log_fh,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,  # a terminal's Ctrl-C reaches only the parent, which stops us in order
-                preexec_fn=pdeathsig_preexec(),
-            )
-    except OSError as exc:
-        raise BrokerStartError(f"{name}: cannot run {argv[0]}: {exc}") from exc
-    broker = SpawnedBroker(name=name, host=host, port=port, proc=proc, log_path=log_path)
-    try:
-        wait_listening(host, port, max(0.0, deadline - time.monotonic()), proc, name=name, log_path=log_path)
-        if ready is not None:
-            ready(broker, deadline)
-    except BaseException:
-        broker.stop()
-        raise
-    log.info("%s ready on %s (pid %s)", name, broker.address, proc.pid)
-    return broker
+    return await_broker(launch_broker(name, argv, host, port, log_path=log_path, env=env), deadline, ready)

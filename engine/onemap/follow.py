@@ -6,7 +6,9 @@ consumer, partitions assigned by hand, no commits. Where to start:
 seconds of history (``fixes``, ``alerts``): the broker is asked for the
 offsets of that time, and records older than it are skipped all the same,
 because the embedded Tansu broker answers that question loosely (measured:
-offset 0). A topic that does not exist yet (``tasks`` before the tasks
+offset 0). Where no record is that recent, reading starts at the end offset
+taken just before the question (Apache Kafka answers "none" for an empty
+partition, and a record written meanwhile must not be skipped). A topic that does not exist yet (``tasks`` before the tasks
 service first writes it) is waited for.
 """
 
@@ -22,6 +24,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from engine.clock import Clock
+from engine.kafka.metadata import wait_partitions
 
 log = logging.getLogger(__name__)
 
@@ -67,16 +70,8 @@ async def follow(topic: str, servers: list[str], handle: Handler, *, start: str 
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str, wait_s: float) -> list[TopicPartition]:
-    waited = False
-    while True:
-        await consumer.topics()  # refreshes metadata
-        parts = consumer.partitions_for_topic(topic)
-        if parts:
-            return [TopicPartition(topic, p) for p in sorted(parts)]
-        if not waited:
-            log.info("onemap: topic %s does not exist yet; waiting for it", topic)
-            waited = True
-        await asyncio.sleep(wait_s)
+    return await wait_partitions(consumer, topic, wait_s,
+                                 lambda: log.info("onemap: topic %s does not exist yet; waiting for it", topic))
 
 
 async def _seek(consumer: AIOKafkaConsumer, tps: list[TopicPartition], start: str | float,
@@ -88,6 +83,7 @@ async def _seek(consumer: AIOKafkaConsumer, tps: list[TopicPartition], start: st
         await consumer.seek_to_end(*tps)
         return None
     cutoff_ms = int((clock.now() - float(start)) * 1000)
+    ends = await consumer.end_offsets(tps)  # before the time lookup: what lands in between is still read
     try:
         found = await consumer.offsets_for_times({tp: cutoff_ms for tp in tps})
     except KafkaError as exc:
@@ -97,8 +93,8 @@ async def _seek(consumer: AIOKafkaConsumer, tps: list[TopicPartition], start: st
         hit = found.get(tp)
         if tp not in found:
             await consumer.seek_to_beginning(tp)
-        elif hit is None:  # nothing that recent
-            await consumer.seek_to_end(tp)
+        elif hit is None:  # nothing that recent: from the end as it was (seek_to_end would resolve it later)
+            consumer.seek(tp, ends[tp])
         else:
             consumer.seek(tp, hit.offset)
     return cutoff_ms

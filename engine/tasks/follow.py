@@ -9,12 +9,12 @@ rebalance). On errors it reconnects; meanwhile POSTs time out into a token.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from engine.kafka.metadata import wait_partitions
 from engine.settings import Settings
 from engine.tasks.directory import TaskDirectory
 from engine.vetting.waiter import DecisionWaiter, follow_forever
@@ -29,12 +29,7 @@ async def follow_tasks(settings: Settings, directory: TaskDirectory, waiter: Dec
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
-    while True:
-        await consumer.topics()
-        parts = consumer.partitions_for_topic(topic)
-        if parts:
-            return [TopicPartition(topic, p) for p in sorted(parts)]
-        await asyncio.sleep(0.5)
+    return await wait_partitions(consumer, topic, 0.5)
 
 
 async def _follow(settings: Settings, directory: TaskDirectory, waiter: DecisionWaiter) -> None:

@@ -48,6 +48,7 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
 from engine.clock import Clock, SystemClock
+from engine.kafka.producers import producer_options
 from engine.kafka.topics import ensure_topics
 from engine.metrics import BridgeMetrics
 from engine.mqtt_bulk import Message, Subscriber
@@ -94,6 +95,7 @@ class Bridge:
         self._linger: asyncio.TimerHandle | None = None
         self._resume: asyncio.Handle | None = None
         self._health = KafkaHealth(self.metrics, lambda: self._held)
+        self._idempotent = bool(producer_options(settings.kafka)["enable_idempotence"])
         self._kafka_started = False
         self._mqtt = "connecting"  # "subscribed" once the broker confirms; "lost" after a disconnect
 
@@ -191,7 +193,17 @@ class Bridge:
     # -- Kafka side -------------------------------------------------------------
     async def _attempt(self, record: Record) -> None:
         fut = await self._producer.send(record.topic, record.value, key=record.key, partition=record.partition)
-        await fut
+        if not self._idempotent:
+            await fut  # fails after request_timeout_ms; deliver() sends it again
+            return
+        # An idempotent producer never expires a batch: it retries it until the broker takes it, in order. A slow
+        # answer is reported as an outage and waited out, never sent again (that would write it twice).
+        while True:
+            try:
+                await asyncio.wait_for(asyncio.shield(fut), self.settings.bridge.kafka_timeout_s)
+                return
+            except TimeoutError:
+                self._health.failed(TimeoutError(f"no answer within {self.settings.bridge.kafka_timeout_s:g} s"))
 
     def _track(self, coro) -> None:  # type: ignore[no-untyped-def]
         task = asyncio.create_task(coro)
@@ -291,8 +303,8 @@ class Bridge:
         await asyncio.to_thread(ensure_topics, s)
         timeout_ms = max(1000, int(s.bridge.kafka_timeout_s * 1000))
         # linger_ms 0: each record is already a batch (PartitionBatcher), and a partition has one in flight
-        self._producer = AIOKafkaProducer(bootstrap_servers=s.kafka.servers, acks="all", linger_ms=0,
-                                          client_id=s.bridge.client_id, max_request_size=4 * 1024 * 1024,
+        self._producer = AIOKafkaProducer(bootstrap_servers=s.kafka.servers, **producer_options(s.kafka),
+                                          linger_ms=0, client_id=s.bridge.client_id, max_request_size=4 * 1024 * 1024,
                                           request_timeout_ms=timeout_ms)
         await self._producer.start()
         partitions = len(await self._producer.partitions_for(s.kafka.topics.fixes))

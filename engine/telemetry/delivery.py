@@ -11,7 +11,9 @@ a later batch of the same partition, which the worker would read as a late
 producer's idempotence (sequence numbers the broker checks) to stay in order
 when one of them fails and a later one does not; Tansu does not support
 idempotent producers, and re-sending the later batches too would put older
-fixes behind newer ones. It costs little: a lane's next batch keeps filling
+fixes behind newer ones. (On Kafka the bridge's producer is idempotent: it
+retries a batch itself until the broker takes it, so there a slow answer is
+reported as an outage and waited out, and the batch is never sent twice.) It costs little: a lane's next batch keeps filling
 while one is in flight (up to ``bridge.batch_max_fixes``), and Tansu answers
 an ``acks=all`` produce of a 500-fix batch in ~1 ms (measured), so one lane
 carries far more than one bridge produces. Rejections need no order and go

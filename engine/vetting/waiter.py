@@ -17,8 +17,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
+from engine.kafka.metadata import wait_partitions
 from engine.settings import Settings
 from engine.vetting.privacy import get_logger
 
@@ -78,13 +79,7 @@ async def _follow(settings: Settings, waiter: DecisionWaiter) -> None:
                                 fetch_max_wait_ms=20)
     await consumer.start()
     try:
-        partitions: set[int] | None = None
-        while not partitions:
-            await consumer.topics()
-            partitions = consumer.partitions_for_topic(topic)
-            if not partitions:
-                await asyncio.sleep(0.5)
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        tps = await wait_partitions(consumer, topic, 0.5)
         consumer.assign(tps)
         await consumer.seek_to_end(*tps)
         for tp in tps:

@@ -17,11 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.brokers.kafka import start_tansu
 from engine.brokers.mqtt import mosquitto_binary, start_mosquitto
 from engine.brokers.ports import SpawnedBroker, free_port
 from engine.settings import Settings
-from tests.conftest import isolated_settings
+from tests.conftest import isolated_settings, start_test_kafka
 
 
 class OwnBroker:
@@ -91,9 +90,10 @@ def own_mqtt(tmp_path: Path) -> Iterator[Callable[..., OwnBroker]]:
 
 @pytest.fixture
 def own_kafka(tmp_path: Path) -> Iterator[OwnBroker]:
-    """A private Tansu. Its storage is memory only, so it is paused (SIGSTOP), never restarted, in outages."""
-    port = free_port()
-    b = OwnBroker(lambda: start_tansu("127.0.0.1", port, log_path=tmp_path / "tansu.log"))
+    """A private Kafka broker of the ``TEST_KAFKA`` kind. Tansu's storage is memory only, so outages pause it
+    (SIGSTOP) rather than restart it."""
+    port, controller_port = free_port(), free_port()
+    b = OwnBroker(lambda: start_test_kafka(tmp_path / "kafka", port, controller_port=controller_port))
     yield b
     b.stop()
 

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from engine.brokers.ports import free_port
-from tests.conftest import ROOT, env_for, wait_bridge_subscribed, wait_for
+from tests.conftest import ROOT, TEST_KAFKA, env_for, wait_bridge_subscribed, wait_for
 from tests.integration.up_process import Up, alive
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -23,14 +23,17 @@ def test_up_spawns_everything_shows_the_scripted_violation_and_stops_clean(make_
                                    "alerts_topic": "citywatch/alerts"},
                              kafka={"bootstrap": f"127.0.0.1:{free_port()}"},
                              simulator={"speedup": 2.0})  # the scripted truck reaches the tunnel in ~18 s
-    up = Up([], env_for(settings))
+    up = Up(["--kafka", TEST_KAFKA], env_for(settings))  # the Apache Kafka pass runs `citywatch up --kafka apache`
     try:
-        wait_for(lambda: "Citywatch is up." in up.output() or up.proc.poll() is not None, 90, "the banner")
+        wait_for(lambda: "Citywatch is up." in up.output() or up.proc.poll() is not None, 120, "the banner")
         assert up.proc.poll() is None, up.output()
         out = up.output()
         assert "simulator (pid" in out and "reports (pid" in out
         assert re.search(r"MQTT .* (mosquitto|amqtt) \(spawned, pid \d+\)", out), out  # the broker that runs, by name
-        assert re.search(r"Kafka .* tansu \(spawned, pid \d+\)", out), out
+        if TEST_KAFKA == "apache":
+            assert re.search(r"Kafka .* apache-kafka-1 \(spawned, pid \d+\); Apache Kafka \(kafka.broker: kafka\)", out), out
+        else:
+            assert re.search(r"Kafka .* tansu \(spawned, pid \d+\); Tansu, in memory \(kafka.broker: tansu\)", out), out
         assert f"127.0.0.1:{settings.mqtt.port}" in out and settings.kafka.bootstrap in out
         pids = up.pids()
         assert len(pids) == 6  # mqtt broker, kafka broker, worker, bridge, fleet simulator, report simulator

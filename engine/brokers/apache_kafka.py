@@ -180,7 +180,8 @@ def _prepare(node: Node, voters: Sequence[Node], cid: str, cp: str) -> Path:
     props.write_text(server_properties(node, voters))
     if (node.log_dir / "meta.properties").is_file():
         return props
-    argv = _java_argv(cp, "kafka.tools.StorageTool", "format", "-t", cid, "-c", str(props), "--ignore-formatted")
+    argv = _java_argv(cp, "kafka.tools.StorageTool", "format", f"--cluster-id={cid}", f"--config={props}",
+                      "--ignore-formatted")  # "=": a cluster id may begin with "-"
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     if done.returncode != 0:
         tail = "\n".join((done.stdout + done.stderr).splitlines()[-15:])

@@ -35,13 +35,15 @@ from tests.faults.helpers import AlertProbe, Gateway, all_acked, kafka_fixes, re
 pytestmark = [pytest.mark.integration, pytest.mark.apache_only, pytest.mark.kafka, pytest.mark.timeout(420)]
 
 VEHICLES = 40
-STEP_S = 0.25            # one fix per vehicle every 0.25 s of wall time (event time 5 s: ~58 km/h)
-SPEED = 0.0008           # degrees of longitude a step
-MIN_STEPS = 330          # every vehicle is past the tunnel's east end (118.08) by then (the last at step ~306)
+STEP_S = 0.25            # one fix per vehicle every 0.25 s of wall time (event time 5 s)
+SPEED = 0.0005           # degrees of longitude a step (~36 km/h)
+MIN_STEPS = 330          # every vehicle is past the tunnel's east end (118.08) by then (the last at step ~324)
 
 
 def fix(v: int, step: int, t0: float) -> dict:
-    lon = 118.035 - v * 0.005 + step * SPEED  # vehicle v is in the tunnel (118.04-118.08) from step ~6 + 6.25 v
+    # vehicle v starts at 118.035 - 0.003 v (inside the city's bounds, lon >= 117.88) and is in the tunnel
+    # (118.04-118.08) from step 10 + 6 v to step 90 + 6 v
+    lon = 118.035 - v * 0.003 + step * SPEED
     return {"vehicle_id": f"闽DK{v:03d}", "class": "hazmat", "ts": t0 + 5 * step, "lat": 24.4815, "lon": lon,
             "speed_kmh": 50}
 

@@ -92,8 +92,9 @@ def records(fleet: Fleet, n_fixes: int, batch: int, partitions: int, t0: float) 
 
 
 async def produce(bootstrap: str, topic: str, recs: list[tuple[int, bytes, bytes]]) -> None:
+    # batches under Kafka's default message.max.bytes (1 MB); Tansu takes larger ones
     prod = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=5, max_request_size=8 * 2**20,
-                            max_batch_size=2 * 2**20)
+                            max_batch_size=512 * 2**10)
     await prod.start()
     try:
         futs = [await prod.send(topic, value, key=key, partition=p) for p, key, value in recs]
@@ -180,6 +181,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="200,000 fixes, 20,000 vehicles, 2,000 zones")
     ap.add_argument("--profile", type=Path, help="record the worker with py-spy into this folder")
+    ap.add_argument("--kafka", choices=("tansu", "apache"), default="tansu", help="the Kafka broker to run on")
     add_arguments(ap)
     args = ap.parse_args()
     fig = run(args, args.profile)

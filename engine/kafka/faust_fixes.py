@@ -71,8 +71,26 @@ class SafeConsumer(faust_aiokafka.Consumer):
         return SafeConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
+class KnownTopicsProducer(faust_aiokafka.Producer):
+    """Knows the partitions of every topic it created before anything is written to it.
+
+    A table write (``use_partitioner=True``) asks the producer for the key's
+    partition synchronously, from the producer's metadata; on Kafka that holds
+    only the topics the producer has sent to or asked about (Tansu answers
+    with every topic), so a table's first write right after start raised
+    ``TypeError: 'NoneType' object is not iterable`` and the record was lost
+    for the table. After creating a topic (Faust creates every changelog at
+    start) the producer now waits for its partitions.
+    """
+
+    async def create_topic(self, topic: str, *args: Any, **kwargs: Any) -> None:
+        await super().create_topic(topic, *args, **kwargs)
+        await self._ensure_producer().partitions_for(topic)
+
+
 class SafeTransport(faust_aiokafka.Transport):
     Consumer = SafeConsumer
+    Producer = KnownTopicsProducer
 
 
 class OrderedRecovery(Recovery):

@@ -14,9 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from faust.transport.drivers import aiokafka as faust_aiokafka
-
-from engine.kafka.faust_fixes import SafeTransport
+from engine.kafka.faust_fixes import KnownTopicsProducer, SafeTransport
 from engine.settings import KafkaSettings
 
 
@@ -25,7 +23,7 @@ def producer_options(kafka: KafkaSettings) -> dict[str, Any]:
     return {"acks": "all", "enable_idempotence": kafka.broker == "kafka"}
 
 
-class IdempotentProducer(faust_aiokafka.Producer):
+class IdempotentProducer(KnownTopicsProducer):
     """Faust's producer with ``acks=all`` and idempotence (Faust sets them only inside transactions)."""
 
     def _settings_extra(self) -> Mapping[str, Any]:

@@ -31,14 +31,18 @@ whenever a worker joins while its partitions hold a backlog (Kafka too):
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping, Set
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
 from faust.tables import TableManager
 from faust.tables.recovery import Recovery
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
+
+log = logging.getLogger(__name__)
 
 
 class SafeConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -71,6 +75,9 @@ class SafeConsumer(faust_aiokafka.Consumer):
         return SafeConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
+METADATA_ATTEMPTS = 20
+
+
 class KnownTopicsProducer(faust_aiokafka.Producer):
     """Knows the partitions of every topic it created before anything is written to it.
 
@@ -85,7 +92,16 @@ class KnownTopicsProducer(faust_aiokafka.Producer):
 
     async def create_topic(self, topic: str, *args: Any, **kwargs: Any) -> None:
         await super().create_topic(topic, *args, **kwargs)
-        await self._ensure_producer().partitions_for(topic)
+        for attempt in range(METADATA_ATTEMPTS):  # a cluster just started may not answer every node yet
+            try:
+                await self._ensure_producer().partitions_for(topic)
+                return
+            except KafkaError as exc:
+                if attempt == METADATA_ATTEMPTS - 1:
+                    log.warning("no partitions known for topic %s yet (%s); a table write may fail until they are",
+                                topic, exc)
+                    return
+                await asyncio.sleep(0.5)
 
 
 class SafeTransport(faust_aiokafka.Transport):

@@ -154,7 +154,8 @@ def test_leader_kills_in_a_replicated_cluster_lose_nothing(tmp_path, mqtt_broker
         lost = set(acked) - set(fixes) - set(rejected)
         assert not lost, f"{len(lost)} acknowledged fixes never reached the fixes topic"
         assert not rejected, f"{len(rejected)} fixes of the feed rejected (the feed itself is plausible)"
-        wait_for(lambda: committed_to_end(bootstrap, settings.worker.app_id, topics.fixes), 120,
+        wait_for(lambda: (worker.proc.poll() is None or pytest.fail(f"the worker exited:\n{worker.log()}"))
+                 and committed_to_end(bootstrap, settings.worker.app_id, topics.fixes), 120,
                  "the worker to commit past every fix", interval=1)
         incidents, records = tunnel_incidents(settings, worker, VEHICLES, timeout=120)
         twice = {k: ids for k, ids in incidents.items() if len(ids) > 1}

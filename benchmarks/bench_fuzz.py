@@ -10,7 +10,7 @@ Entry points and the real code each input goes through (the checks live in ``tes
 - ``fixes_record``: anything a foreign producer could put on the ``fixes`` topic, through ``decode_fixes``;
 - ``zones`` / ``zone_file``: GeoJSON documents and raw files through the zone loader;
 - ``vetting``: HTTP / Kafka bodies of applications and records through the vetting intake and its rejection record;
-- ``open311``: service-request bodies through the Open311 intake, when ``engine.reports`` provides one;
+- ``open311``: service-request bodies through the Open311 intake, when ``engine.casework`` provides one;
 - ``config``: YAML files and ``CITYWATCH_*`` environments through ``load_settings``.
 
 A crash is any exception other than the entry point's own error type, or a broken property (an input
@@ -44,7 +44,7 @@ MIX = {"mqtt": 0.45, "mqtt_paths": 0.10, "fixes_record": 0.12, "zones": 0.12, "z
 
 
 def open311_check():  # type: ignore[no-untyped-def]
-    """``(generate(mutator), check)`` for the Open311 intake, or None while engine.reports has none."""
+    """``(generate(mutator), check)`` for the Open311 intake, or None while engine.casework has none."""
     try:
         from tests.fuzz import open311_inputs
     except ImportError:
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
 
     n_inputs, n_crashes = sum(tried.values()), sum(crashes.values())
     print(f"fuzz: {n_inputs} inputs in {elapsed:.1f} s ({n_inputs / elapsed:,.0f}/s), {n_crashes} crashes"
-          + ("" if o311 else "  [open311: no Open311 intake in engine.reports yet - skipped]"))
+          + ("" if o311 else "  [open311: no Open311 intake in engine.casework yet - skipped]"))
     print(f"{'entry point':14} {'inputs':>8} {'crashes':>8} {'inputs/s':>9}  rejections by reason (accepted shown too)")
     for entry in tried:
         counts = [f"{r}={c}" for r, c in reasons[entry].most_common()]

@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.brokers.kafka import create_topics, start_tansu  # noqa: E402
 from engine.brokers.ports import free_port  # noqa: E402
-from engine.clock import SystemClock  # noqa: E402
+from engine.core.clock import SystemClock  # noqa: E402
 from engine.onemap.agents import Feeds, page_config  # noqa: E402
 from engine.onemap.api import Handlers, aiohttp_app  # noqa: E402
 from engine.onemap.follow import follow  # noqa: E402

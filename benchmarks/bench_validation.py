@@ -37,7 +37,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.errors import FixRejected  # noqa: E402
+from engine.core.errors import FixRejected  # noqa: E402
 from engine.settings import Settings, load_settings  # noqa: E402
 from engine.telemetry.validation import (  # noqa: E402
     parse_payload,

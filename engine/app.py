@@ -17,17 +17,17 @@ from faust.sensors.prometheus import setup_prometheus_sensors
 from prometheus_client import CollectorRegistry
 
 from engine.alerts import mqtt_sink
-from engine.clock import Clock, SystemClock
+from engine.core.clock import Clock, SystemClock
 from engine.geofence import agents as geofence_agents
 from engine.geofence import zone_sync
 from engine.geofence.checker import ZoneChecker
 from engine.kafka.faust_fixes import OrderedTableManager
 from engine.kafka.producers import KafkaTransport
 from engine.kafka.tansu import TansuTransport
-from engine.metrics import WorkerMetrics
+from engine.core.metrics import WorkerMetrics
 from engine.onemap import agents as onemap_agents
 from engine.settings import KafkaSettings, Settings
-from engine.tasks import wiring as citizen_tasks
+from engine.casework import wiring as citizen_tasks
 from engine.telemetry import agents as telemetry_agents
 from engine.topics import declare_topics
 from engine.vetting import agents as vetting_agents

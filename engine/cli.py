@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from engine.errors import BrokerUnreachable, CitywatchError
+from engine.core.errors import BrokerUnreachable, CitywatchError
 from engine.runtime import tune_gc
 from engine.settings import CONFIG_ENV, Settings, load_settings, resolve_config_path
 

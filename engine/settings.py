@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from engine.errors import ConfigError
+from engine.core.errors import ConfigError
 
 ENV_PREFIX = "CITYWATCH_"
 CONFIG_ENV = "CITYWATCH_CONFIG"  # names the settings file; not a setting itself
@@ -368,7 +368,7 @@ class ReportsSimulatorSettings:
 
 @dataclass(frozen=True)
 class ReportsSettings:
-    """Citizen hazard reports (engine.reports): Open311 intake over HTTP and MQTT, duplicate merging."""
+    """Citizen hazard reports (engine.casework): Open311 intake over HTTP and MQTT, duplicate merging."""
 
     grid_dir: str = "zones/grid"
     jurisdiction_id: str = "xiamen"
@@ -438,7 +438,7 @@ class TasksTopics:
 
 @dataclass(frozen=True)
 class TasksSettings:
-    """Tasks made from reports (engine.tasks): routing, SLAs, warnings and escalation through the grid levels."""
+    """Tasks made from reports (engine.casework): routing, SLAs, warnings and escalation through the grid levels."""
 
     sla_scale: float = 1.0
     warn_fractions: str = "0.5,0.8"

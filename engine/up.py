@@ -84,7 +84,7 @@ def format_alert(a: dict[str, Any]) -> str:
 
 
 def task_line(a: dict[str, Any]) -> str:
-    """The rest of a console line for a citizen task's alert (engine.tasks.alerts)."""
+    """The rest of a console line for a citizen task's alert (engine.casework.alerts)."""
     task = f"task {a.get('service_request_id', a.get('subject', '?'))} ({a.get('service_code', '?')})"
     where = f"{a.get('level', '?')} {a.get('grid_name') or ''} [{a.get('grid_code') or '-'}]"
     stage = "accepted" if a.get("stage") == "accept" else "resolved"

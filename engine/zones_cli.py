@@ -17,8 +17,8 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from engine.brokers import kafka
-from engine.clock import Clock, SystemClock, to_iso
-from engine.errors import ZoneFileError
+from engine.core.clock import Clock, SystemClock, to_iso
+from engine.core.errors import ZoneFileError
 from engine.geofence.zone_store import apply_records, records_from_path, zone_from_record
 from engine.kafka.producers import producer_options
 from engine.kafka.topics import ensure_topics

@@ -14,7 +14,7 @@ import pytest
 
 from engine.brokers.ports import free_port
 from engine.cli import build_parser, main
-from engine.errors import ConfigError
+from engine.core.errors import ConfigError
 from engine.settings import CONFIG_ENV, DEFAULT_CONFIG, load_settings, resolve_config_path
 from tests.conftest import ROOT
 

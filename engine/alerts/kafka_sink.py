@@ -7,7 +7,7 @@ from typing import Any
 import faust
 import orjson
 
-from engine.metrics import WorkerMetrics
+from engine.core.metrics import WorkerMetrics
 
 
 class KafkaAlertSink:

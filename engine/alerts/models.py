@@ -12,7 +12,7 @@ import uuid
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from engine.clock import to_iso
+from engine.core.clock import to_iso
 
 _NAMESPACE = uuid.UUID("0b6f4a52-1c55-4f0e-9d0c-6c1f2a0e7c11")
 

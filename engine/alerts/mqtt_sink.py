@@ -48,7 +48,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from engine.alerts.models import mqtt_topic
 from engine.kafka.metadata import partitions_of
 from engine.kafka.tansu import FETCH_MAX_WAIT_MS
-from engine.metrics import WorkerMetrics
+from engine.core.metrics import WorkerMetrics
 from engine.mqtt_bulk import Publisher
 from engine.settings import KafkaSettings, Settings
 

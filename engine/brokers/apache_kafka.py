@@ -32,7 +32,7 @@ from pathlib import Path
 
 from engine.brokers.kafka import wait_kafka_ready
 from engine.brokers.ports import SpawnedBroker, await_broker, free_port, launch_broker
-from engine.errors import BrokerStartError
+from engine.core.errors import BrokerStartError
 
 log = logging.getLogger(__name__)
 

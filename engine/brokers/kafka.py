@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from engine.brokers.ports import SpawnedBroker, is_listening, log_tail, require_embedded, spawn_broker
-from engine.errors import BrokerStartError, BrokerUnreachable, ConfigError
+from engine.core.errors import BrokerStartError, BrokerUnreachable, ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from engine.brokers.mqtt_access import BrokerAccess, amqtt_access, broker_access
 from engine.brokers.ports import SpawnedBroker, is_listening, require_embedded, spawn_broker
-from engine.errors import BrokerStartError
+from engine.core.errors import BrokerStartError
 from engine.settings import Settings
 
 log = logging.getLogger(__name__)

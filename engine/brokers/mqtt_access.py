@@ -31,7 +31,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.errors import ConfigError
+from engine.core.errors import ConfigError
 from engine.settings import Settings
 from engine.telemetry.broker_drops import SYS_DROPPED
 

@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.errors import BrokerStartError
+from engine.core.errors import BrokerStartError
 
 log = logging.getLogger(__name__)
 

@@ -46,13 +46,13 @@ from aiokafka.partitioner import DefaultPartitioner
 from faust.types import TP
 
 from engine.alerts.kafka_sink import KafkaAlertSink
-from engine.clock import Clock
+from engine.core.clock import Clock
 from engine.geofence import overload
 from engine.geofence.checker import ZoneChecker
 from engine.geofence.intake import log_position
 from engine.geofence.fleet_store import FleetStore, is_durable
 from engine.geofence.offline import Progress, scan_offline, silent_rows
-from engine.metrics import WorkerMetrics
+from engine.core.metrics import WorkerMetrics
 from engine.settings import Settings
 from engine.telemetry.columns import FixColumns, concat
 from engine.telemetry.models import decode_columns

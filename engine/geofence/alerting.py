@@ -13,7 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from engine.alerts.models import make_alert
-from engine.clock import to_iso
+from engine.core.clock import to_iso
 from engine.geofence.transitions import ZoneEvent
 from engine.geofence.zones import Zone
 from engine.telemetry.models import Fix

@@ -34,7 +34,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from engine.clock import Clock, to_iso
+from engine.core.clock import Clock, to_iso
 from engine.geofence import fast_lane, intake
 from engine.geofence import late as late_policy
 from engine.geofence.alerting import zone_alert

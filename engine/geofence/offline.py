@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from engine.alerts.models import make_alert, stable_id
-from engine.clock import to_iso
+from engine.core.clock import to_iso
 from engine.geofence.fleet import PartitionFleet
 from engine.settings import GeofenceSettings
 from engine.telemetry.models import Fix

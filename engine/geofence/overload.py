@@ -37,7 +37,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from engine.alerts.models import make_alert, stable_id
-from engine.clock import to_iso
+from engine.core.clock import to_iso
 
 STALE_S = 2.0     # a partition's last measurement counts this long with nothing waiting behind it
 REPORT_S = 1.0    # how often the worker reports the lag and runs the episode logic

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from engine.errors import ZoneFileError
+from engine.core.errors import ZoneFileError
 from engine.geofence.index import ZoneIndex
 from engine.geofence.zones import Zone, feature_id, load_zone_dir, parse_feature_collection
 from engine.settings import ZonesSettings

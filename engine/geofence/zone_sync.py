@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from engine.geofence.checker import ZoneChecker
 from engine.geofence.index import ZoneIndex
 from engine.geofence.zone_store import apply_records, build_index
-from engine.metrics import WorkerMetrics
+from engine.core.metrics import WorkerMetrics
 from engine.settings import Settings
 from engine.zones_cli import read_zone_records_at
 

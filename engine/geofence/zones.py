@@ -1,6 +1,6 @@
 """Zone files (GeoJSON FeatureCollections) parsed and validated into Zone objects.
 
-Every problem raises :class:`~engine.errors.ZoneFileError` naming the file,
+Every problem raises :class:`~engine.core.errors.ZoneFileError` naming the file,
 the feature (its id, or ``#index`` when the id is unusable) and the field.
 Loading is all-or-nothing: a bad file yields no zones at all. Size limits
 (``zones.max_file_bytes``, ``max_features``, ``max_vertices``) are enforced
@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from engine.errors import ZoneFileError
+from engine.core.errors import ZoneFileError
 from engine.geofence.schedule import Schedule, ScheduleError, parse_schedule, resolve_tz
 from engine.settings import ZonesSettings
 

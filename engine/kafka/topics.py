@@ -8,9 +8,9 @@ vehicle's key hashes to the same partition everywhere.
 from __future__ import annotations
 
 from engine.brokers.kafka import create_topics
-from engine.reports.topics import report_topic_specs
+from engine.casework.report_topics import report_topic_specs
 from engine.settings import Settings
-from engine.tasks.topics import task_topic_specs
+from engine.casework.task_topics import task_topic_specs
 from engine.vetting.topics import vetting_topic_specs
 
 

@@ -18,8 +18,8 @@ from typing import Any
 import faust
 import orjson
 
-from engine.clock import Clock
-from engine.metrics import WorkerMetrics
+from engine.core.clock import Clock
+from engine.core.metrics import WorkerMetrics
 from engine.onemap import api
 from engine.onemap.follow import follow
 from engine.onemap.models import LEVELS, InvalidRecord

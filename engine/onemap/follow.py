@@ -23,7 +23,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from engine.clock import Clock
+from engine.core.clock import Clock
 from engine.kafka.metadata import wait_partitions
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from engine.metrics import WorkerMetrics
+from engine.core.metrics import WorkerMetrics
 from engine.onemap.view import OneMapView
 
 log = logging.getLogger(__name__)

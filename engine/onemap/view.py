@@ -40,7 +40,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.clock import Clock
+from engine.core.clock import Clock
 from engine.onemap.models import (
     CLASS_INDEX,
     CLOSING,

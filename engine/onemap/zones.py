@@ -24,7 +24,7 @@ from pyproj import Transformer
 from shapely.geometry import mapping, shape
 from shapely.geometry.base import BaseGeometry
 
-from engine.errors import ZoneFileError
+from engine.core.errors import ZoneFileError
 from engine.geofence.zone_store import zone_from_record
 from engine.geofence.zones import Zone, feature_id
 

@@ -13,7 +13,7 @@ import logging
 import faust
 import orjson
 
-from engine.metrics import WorkerMetrics
+from engine.core.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
 

@@ -47,10 +47,10 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
-from engine.clock import Clock, SystemClock
+from engine.core.clock import Clock, SystemClock
 from engine.kafka.producers import producer_options
 from engine.kafka.topics import ensure_topics
-from engine.metrics import BridgeMetrics
+from engine.core.metrics import BridgeMetrics
 from engine.mqtt_bulk import Message, Subscriber
 from engine.settings import Settings
 from engine.telemetry.batching import Batch, PartitionBatcher

@@ -18,7 +18,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from engine.errors import ConfigError
+from engine.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

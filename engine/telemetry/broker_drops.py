@@ -18,7 +18,7 @@ import logging
 import paho.mqtt.client as mqtt
 
 from engine import mqtt as mqttc
-from engine.metrics import BridgeMetrics
+from engine.core.metrics import BridgeMetrics
 from engine.settings import MqttSettings
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from engine.errors import FixRejected
+from engine.core.errors import FixRejected
 from engine.settings import Settings
 from engine.telemetry.columns import FixColumns, concat
 from engine.telemetry.validation import Parsed, Rejection, parse_payload, topic_map

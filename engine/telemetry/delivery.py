@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from engine.metrics import BridgeMetrics
+from engine.core.metrics import BridgeMetrics
 
 log = logging.getLogger(__name__)
 

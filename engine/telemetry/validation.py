@@ -39,8 +39,8 @@ import msgspec
 import numpy as np
 import orjson
 
-from engine.errors import FixRejected
-from engine.limits import too_deep
+from engine.core.errors import FixRejected
+from engine.core.limits import too_deep
 from engine.settings import MqttSettings, Settings
 from engine.telemetry.columns import MISSING_FLAGS, FixColumns, from_fixes
 from engine.telemetry.models import CLASSES, Fix

@@ -23,8 +23,8 @@ import faust
 import orjson
 
 from engine.alerts.kafka_sink import KafkaAlertSink
-from engine.clock import Clock
-from engine.metrics import WorkerMetrics
+from engine.core.clock import Clock
+from engine.core.metrics import WorkerMetrics
 from engine.settings import Settings
 from engine.topics import Topics
 from engine.vetting import api

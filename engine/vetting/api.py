@@ -31,8 +31,8 @@ import orjson
 from faust.exceptions import SameNode
 from faust.web import Request, Response, View
 
-from engine.clock import Clock
-from engine.metrics import WorkerMetrics
+from engine.core.clock import Clock
+from engine.core.metrics import WorkerMetrics
 from engine.settings import Settings
 from engine.vetting.errors import InvalidInput
 from engine.vetting.intake import Intake

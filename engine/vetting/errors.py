@@ -1,4 +1,4 @@
-"""Vetting's exceptions (children of :class:`engine.errors.CitywatchError`).
+"""Vetting's exceptions (children of :class:`engine.core.errors.CitywatchError`).
 
 Messages never contain the input value: an ID number typed into a date field
 must not be echoed back into a response or a log.
@@ -6,7 +6,7 @@ must not be echoed back into a response or a log.
 
 from __future__ import annotations
 
-from engine.errors import CitywatchError
+from engine.core.errors import CitywatchError
 
 
 class InvalidInput(CitywatchError):

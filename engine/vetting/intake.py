@@ -12,8 +12,8 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from engine.clock import Clock
-from engine.limits import too_deep
+from engine.core.clock import Clock
+from engine.core.limits import too_deep
 from engine.settings import VettingSettings
 from engine.vetting import idnumber
 from engine.vetting.calendar import local_date

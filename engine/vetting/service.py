@@ -19,7 +19,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from engine.alerts.models import make_alert, stable_id
-from engine.clock import Clock, to_iso
+from engine.core.clock import Clock, to_iso
 from engine.settings import VettingSettings
 from engine.vetting.calendar import local_date, start_of_day
 from engine.vetting.models import APPROVED, FAIL, LICENSED, SUSPENDED, Application, Finding, Record, decide

@@ -34,7 +34,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from engine.errors import CitywatchError
+from engine.core.errors import CitywatchError
 from engine.settings import WebSettings
 
 log = logging.getLogger(__name__)

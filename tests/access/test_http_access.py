@@ -137,7 +137,7 @@ def test_a_chunked_body_over_the_limit_is_refused_too(worker):
 
 
 def test_open311_needs_a_key_to_report_and_a_department_moves_only_its_own_tasks(make_settings, spawn):
-    from tests.reports.helpers import citizen_settings
+    from tests.casework.helpers import citizen_settings
 
     keys = {"public": "citizen-app-" + uuid.uuid4().hex, "siming": "siming-tp-" + uuid.uuid4().hex,
             "huli": "huli-tp-" + uuid.uuid4().hex, "admin": "grid-office-" + uuid.uuid4().hex}

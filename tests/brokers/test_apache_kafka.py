@@ -18,7 +18,7 @@ from engine.brokers import apache_kafka
 from engine.brokers.apache_kafka import apache_cluster, server_properties, start_apache_kafka
 from engine.brokers.kafka import create_topics, ensure_kafka
 from engine.brokers.ports import free_port, is_listening
-from engine.errors import BrokerStartError
+from engine.core.errors import BrokerStartError
 
 HOST = "127.0.0.1"
 apache = pytest.mark.apache_only

@@ -34,7 +34,7 @@ from engine.brokers.mqtt import (
     write_mosquitto_config,
 )
 from engine.brokers.ports import SpawnedBroker, free_port, is_listening, spawn_broker, wait_listening
-from engine.errors import BrokerStartError
+from engine.core.errors import BrokerStartError
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from engine.brokers.ports import require_embedded
-from engine.errors import BrokerStartError
+from engine.core.errors import BrokerStartError
 
 
 def test_a_missing_embedded_package_names_it_and_the_extra():

@@ -16,7 +16,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from engine.brokers.kafka import create_topics, run_sync
 from engine.brokers.ports import SpawnedBroker, free_port
-from engine.errors import BrokerUnreachable, ConfigError
+from engine.core.errors import BrokerUnreachable, ConfigError
 from engine.kafka.topics import ensure_topics, topic_specs
 from engine.settings import Settings, load_settings, to_dict
 from tests.conftest import ROOT

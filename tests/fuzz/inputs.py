@@ -25,7 +25,7 @@ import orjson
 import yaml
 from hypothesis import strategies as st
 
-from engine.errors import ConfigError, ZoneFileError
+from engine.core.errors import ConfigError, ZoneFileError
 from engine.geofence.zones import load_zone_file, parse_feature_collection
 from engine.settings import Settings, load_settings
 from engine.telemetry import wire

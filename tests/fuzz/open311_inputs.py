@@ -17,9 +17,9 @@ from urllib.parse import urlencode
 import orjson
 from hypothesis import strategies as st
 
-from engine.reports.errors import InvalidReport
-from engine.reports.grid import Grid, load_grid
-from engine.reports.intake import Intake, decode_body, rejection
+from engine.casework.errors import InvalidReport
+from engine.casework.grid import Grid, load_grid
+from engine.casework.intake import Intake, decode_body, rejection
 from engine.web.body import split_api_key
 from tests.conftest import ROOT
 from tests.fuzz.inputs import NASTY_TEXT, NOW, FixedClock, Mutator, S, deep, json_values, to_bytes

@@ -144,7 +144,7 @@ def test_zone_limits_name_their_setting(tmp_path):
     assert check_zones({**fc, "features": [six]}, limits) == "zone:geometry.coordinates"
     f = tmp_path / "big.geojson"
     assert check_zone_file(to_bytes(fc) + b" " * 2000, f, limits) == "zone:file"
-    from engine.errors import ZoneFileError
+    from engine.core.errors import ZoneFileError
     from engine.geofence.zones import load_zone_file
 
     with pytest.raises(ZoneFileError, match=r"limit zones.max_file_bytes \(2000\)"):

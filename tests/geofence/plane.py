@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from pyproj import Transformer
 
-from engine.clock import FakeClock
+from engine.core.clock import FakeClock
 from engine.geofence.checker import BatchResult, ZoneChecker
 from engine.geofence.index import ZoneIndex
 from engine.geofence.zones import Zone, parse_feature_collection

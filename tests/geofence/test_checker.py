@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from engine.clock import FakeClock
+from engine.core.clock import FakeClock
 from engine.geofence.checker import ZoneChecker
 from engine.geofence.index import ZoneIndex
 from engine.geofence.zones import parse_feature_collection

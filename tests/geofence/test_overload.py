@@ -6,7 +6,7 @@ import doctest
 from zoneinfo import ZoneInfo
 
 from engine.alerts.models import mqtt_topic
-from engine.clock import FakeClock
+from engine.core.clock import FakeClock
 from engine.geofence import overload
 from engine.geofence.overload import Overload, PartitionLag
 from engine.onemap.models import alert_summary

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import shapely
 
-from engine.errors import ZoneFileError
+from engine.core.errors import ZoneFileError
 from engine.geofence.zones import (
     Zone,
     load_zone_dir,

@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from engine.alerts.mqtt_sink import AlertDelivery
 from engine.kafka.topics import ensure_topics
-from engine.metrics import WorkerMetrics
+from engine.core.metrics import WorkerMetrics
 from tests.faults.helpers import AlertProbe
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]

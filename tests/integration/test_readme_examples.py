@@ -30,7 +30,7 @@ from engine.settings import load_settings
 from engine.vetting.privacy import scrub
 from tests.conftest import ROOT, env_for, wait_for
 from tests.integration.up_process import Up
-from tests.reports.helpers import citizen_settings
+from tests.casework.helpers import citizen_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

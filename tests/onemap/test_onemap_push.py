@@ -12,8 +12,8 @@ from aiohttp import ClientSession, ClientTimeout
 from aiohttp.test_utils import TestServer
 from prometheus_client import CollectorRegistry, generate_latest
 
-from engine.clock import FakeClock
-from engine.metrics import WorkerMetrics
+from engine.core.clock import FakeClock
+from engine.core.metrics import WorkerMetrics
 from engine.onemap.api import STATIC, Handlers, aiohttp_app
 from engine.onemap.push import RESYNC, Hub, sse
 from engine.onemap.view import OneMapView

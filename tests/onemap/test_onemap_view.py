@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.clock import FakeClock
+from engine.core.clock import FakeClock
 from engine.onemap.models import InvalidRecord
 from engine.onemap.view import OneMapView
 from engine.settings import OneMapSettings

@@ -11,9 +11,9 @@ import pytest
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import CollectorRegistry, generate_latest
 
-from engine.clock import FakeClock
-from engine.errors import ConfigError
-from engine.metrics import WorkerMetrics
+from engine.core.clock import FakeClock
+from engine.core.errors import ConfigError
+from engine.core.metrics import WorkerMetrics
 from engine.onemap import agents
 from engine.onemap.agents import Feeds, tasks_topic
 from engine.onemap.view import OneMapView

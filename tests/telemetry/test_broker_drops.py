@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
-from engine.metrics import BridgeMetrics
+from engine.core.metrics import BridgeMetrics
 from engine.telemetry.broker_drops import dropped_since
 
 

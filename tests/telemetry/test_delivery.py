@@ -8,7 +8,7 @@ import logging
 import pytest
 from prometheus_client import CollectorRegistry
 
-from engine.metrics import BridgeMetrics
+from engine.core.metrics import BridgeMetrics
 from engine.telemetry import delivery
 from engine.telemetry.delivery import KafkaHealth, OrderedLanes, Record
 

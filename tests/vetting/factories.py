@@ -7,7 +7,7 @@ from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from engine.clock import FakeClock
+from engine.core.clock import FakeClock
 from engine.settings import VettingSettings
 from engine.vetting.models import Application, Record
 from engine.vetting.privacy import PersonKeyer, mask

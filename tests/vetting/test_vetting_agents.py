@@ -17,8 +17,8 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from engine.clock import FakeClock
-from engine.metrics import WorkerMetrics
+from engine.core.clock import FakeClock
+from engine.core.metrics import WorkerMetrics
 from engine.settings import Settings
 from engine.topics import Topics
 from engine.vetting import agents

@@ -1,0 +1,1 @@
+"""The ground floor: clock, errors, limits and metrics. Imports nothing else of engine."""

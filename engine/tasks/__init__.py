@@ -1,1 +1,0 @@
-"""Tasks made from citizen reports: routing, the state machine, SLAs and escalation through the grid levels."""

@@ -22,7 +22,7 @@ import select
 import socket
 import time
 
-from engine.mqtt_bulk import remaining_length  # the same field the bridge's subscriber encodes
+from engine.mqtt.packets import remaining_length  # the same field the bridge's subscriber encodes
 
 PUBLISH_QOS1 = 0x32          # PUBLISH, DUP 0, QoS 1, RETAIN 0
 PUBACK, CONNACK, PINGRESP = 0x40, 0x20, 0xD0

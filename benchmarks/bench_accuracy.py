@@ -39,7 +39,7 @@ from engine.core.clock import FakeClock  # noqa: E402
 from engine.geofence.checker import ZoneChecker  # noqa: E402
 from engine.geofence.index import ZoneIndex  # noqa: E402
 from engine.geofence.offline import scan_offline  # noqa: E402
-from engine.geofence.zones import parse_feature_collection  # noqa: E402
+from engine.geofence.zone_models import parse_feature_collection  # noqa: E402
 from engine.settings import Settings  # noqa: E402
 from engine.telemetry.models import Fix  # noqa: E402
 

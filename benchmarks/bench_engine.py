@@ -37,11 +37,11 @@ import _profile  # noqa: E402
 from _stack import CpuMeter, Stack, free_port, wait_until  # noqa: E402
 from _workload import CLASSES, Fleet, Grid  # noqa: E402
 
-from engine.kafka.topics import ensure_topics  # noqa: E402
 from engine.settings import Settings  # noqa: E402
 from engine.telemetry import wire  # noqa: E402
 from engine.telemetry.batching import partition_for  # noqa: E402
 from engine.telemetry.columns import FixColumns  # noqa: E402
+from engine.topology import ensure_all_topics  # noqa: E402
 
 CHECKED = "citywatch_zone_checks_total"
 ALERTS = "citywatch_alerts_total"
@@ -135,7 +135,7 @@ def run(a: argparse.Namespace, profile: Path | None = None) -> dict[str, float]:
                         CITYWATCH_WORKER__DATA_DIR=str(workdir / "worker"))
         settings = Settings().replace(kafka={"bootstrap": stack.kafka.address,
                                              "broker": "kafka" if kind == "apache" else "tansu"})
-        ensure_topics(settings)
+        ensure_all_topics(settings)
         t = time.monotonic()
         recs = records(fleet, fixes, a.engine_batch, settings.kafka.partitions, time.time() - 3600)
         asyncio.run(produce(stack.kafka.address, settings.kafka.topics.fixes, recs))

@@ -39,12 +39,13 @@ from aiohttp import ClientSession, ClientTimeout, web
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.brokers.kafka import create_topics, start_tansu  # noqa: E402
+from engine.brokers.kafka import start_tansu  # noqa: E402
 from engine.brokers.ports import free_port  # noqa: E402
 from engine.core.clock import SystemClock  # noqa: E402
+from engine.kafka.admin import create_topics  # noqa: E402
+from engine.kafka.follow import END, Source, follow  # noqa: E402
 from engine.onemap.agents import Feeds, page_config  # noqa: E402
 from engine.onemap.api import Handlers, aiohttp_app  # noqa: E402
-from engine.onemap.follow import follow  # noqa: E402
 from engine.onemap.push import Hub  # noqa: E402
 from engine.onemap.view import OneMapView  # noqa: E402
 from engine.settings import Settings  # noqa: E402
@@ -189,7 +190,8 @@ async def serve(args: argparse.Namespace, bootstrap: str) -> dict:
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
-    tasks = [asyncio.create_task(follow(TOPIC, [bootstrap], feeds.fixes, start="end", clock=SystemClock())),
+    tasks = [asyncio.create_task(follow([bootstrap], [Source(TOPIC, END, feeds.fixes)], name="onemap",
+                                        max_records=5000, retry_fetch_errors=True)),
              asyncio.create_task(hub.run())]
     ctx = mp.get_context("spawn")
     ready, out = ctx.Event(), ctx.Queue()

@@ -39,13 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.core.errors import FixRejected  # noqa: E402
 from engine.settings import Settings, load_settings  # noqa: E402
-from engine.telemetry.validation import (  # noqa: E402
-    parse_payload,
-    parse_payload_columns,
-    parse_payload_slow,
-    topic_map,
-    validate_fix,
-)
+from engine.telemetry.fix_rules import topic_map, validate_fix  # noqa: E402
+from engine.telemetry.validation import parse_payload, parse_payload_columns, parse_payload_slow  # noqa: E402
 
 NOW = 1_788_832_800.0  # 2026-09-08T10:00:00+08:00
 CST = timezone(timedelta(hours=8))

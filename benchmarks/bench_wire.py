@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.telemetry import wire  # noqa: E402
 from engine.telemetry.columns import FLAG_FIELDS, FLOAT_FIELDS, FixColumns, from_fixes  # noqa: E402
-from engine.telemetry.models import CLASSES, Fix, decode_fixes  # noqa: E402
+from engine.telemetry.models import CLASSES, Fix  # noqa: E402
+from engine.telemetry.wire import decode_fixes  # noqa: E402
 
 try:
     import msgspec

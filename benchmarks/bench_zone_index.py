@@ -32,7 +32,7 @@ import shapely
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.geofence.index import ZoneIndex  # noqa: E402
-from engine.geofence.zones import parse_feature_collection  # noqa: E402
+from engine.geofence.zone_models import parse_feature_collection  # noqa: E402
 
 LON0, LON1, LAT0, LAT1 = 117.88, 118.43, 24.38, 24.90
 M_PER_DEG = 111_000.0

@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from engine.brokers.kafka import create_topics  # noqa: E402
+from engine.kafka.admin import create_topics  # noqa: E402
 from engine.kafka.tansu import TansuTransport  # noqa: E402
 
 M_PER_DEG = 111_000.0

@@ -17,19 +17,20 @@ from faust.sensors.prometheus import setup_prometheus_sensors
 from prometheus_client import CollectorRegistry
 
 from engine.alerts import mqtt_sink
+from engine.casework import wiring as citizen_tasks
 from engine.core.clock import Clock, SystemClock
+from engine.core.metrics import WorkerMetrics
 from engine.geofence import agents as geofence_agents
 from engine.geofence import zone_sync
 from engine.geofence.checker import ZoneChecker
 from engine.kafka.faust_fixes import OrderedTableManager
 from engine.kafka.producers import KafkaTransport
+from engine.kafka.settings import KafkaSettings
 from engine.kafka.tansu import TansuTransport
-from engine.core.metrics import WorkerMetrics
+from engine.kafka.topics import declare_topics
 from engine.onemap import agents as onemap_agents
-from engine.settings import KafkaSettings, Settings
-from engine.casework import wiring as citizen_tasks
+from engine.settings import Settings
 from engine.telemetry import agents as telemetry_agents
-from engine.topics import declare_topics
 from engine.vetting import agents as vetting_agents
 from engine.web import faust_pages, health
 
@@ -77,7 +78,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
         consumer_auto_offset_reset="earliest", TableManager=OrderedTableManager, **broker_tuning(k))
     metrics = WorkerMetrics(registry)
     setup_prometheus_sensors(app, registry=registry, name_prefix="faust")
-    topics = declare_topics(app, settings)
+    topics = declare_topics(app, settings.kafka)
     index, zone_records, zones_offset = zone_sync.initial_index(settings, metrics)
     checker = ZoneChecker(index, tz=settings.city.tz, clock=clock)
     zone_sync.register(app, settings, checker, metrics, zone_records, zones_offset)
@@ -87,7 +88,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
     vetting_agents.register(app, settings, metrics, clock, topics)
     citizen_tasks.register(app, settings, metrics, clock, topics)
     onemap_agents.register(app, settings, metrics, clock)
-    health.register(app, checker)
+    health.register(app, lambda: {"zones": len(checker.index)})
     app.citywatch = dict(settings=settings, metrics=metrics, registry=registry, topics=topics,  # type: ignore[attr-defined]
                          tracks=tracks, checker=checker, clock=clock)
     return app

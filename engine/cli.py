@@ -73,11 +73,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from faust import Worker
 
     from engine.app import create_app
-    from engine.kafka.topics import ensure_topics
+    from engine.topology import ensure_all_topics
     from engine.zones_cli import seed_zones_if_empty
 
     settings = _settings(args)
-    ensure_topics(settings)
+    ensure_all_topics(settings)
     seed_zones_if_empty(settings)
     app = create_app(settings)
     tune_gc()
@@ -100,8 +100,10 @@ def _run_async(main) -> int:  # type: ignore[no-untyped-def]
 
 def cmd_bridge(args: argparse.Namespace) -> int:
     from engine.telemetry.bridge import Bridge
+    from engine.topology import topic_specs
 
-    bridge = Bridge(_settings(args))
+    settings = _settings(args)
+    bridge = Bridge(settings, topic_specs=topic_specs(settings))
     tune_gc()
     return _run_async(bridge.run)
 

@@ -22,13 +22,13 @@ from typing import Any
 
 import orjson
 
-from engine import mqtt as mqttc
 from engine.brokers.kafka import ensure_kafka
 from engine.brokers.mqtt import ensure_mqtt
 from engine.brokers.ports import SpawnedBroker, is_listening, log_tail, pdeathsig_preexec
 from engine.geofence.zone_store import records_from_path
-from engine.kafka.topics import ensure_topics
+from engine.mqtt import paho as mqttc
 from engine.settings import Settings
+from engine.topology import ensure_all_topics
 from engine.zones_cli import load_zones
 
 log = logging.getLogger(__name__)
@@ -173,7 +173,7 @@ def run_up(settings: Settings, *, config_path: str | None, simulator: bool = Tru
             settings = settings.replace(kafka={"broker": "kafka" if settings.up.kafka == "apache" else "tansu"})
         mqtt = ensure_mqtt(settings.mqtt.host, settings.mqtt.port, workdir=data / "mqtt", settings=settings)
         brokers.append(mqtt)
-        ensure_topics(settings)
+        ensure_all_topics(settings)
         loaded, removed = load_zones(settings, settings.zones.dir, replace=True)
         log.info("zones: %d loaded from %s (%d others removed)", loaded, settings.zones.dir, removed)
         conf = ["--config", config_path] if config_path else []

@@ -1,7 +1,8 @@
 """``citywatch zones load|remove|list``: manage the zones every worker holds.
 
-Zones travel on the compacted Kafka ``zones`` topic (see
-:mod:`engine.geofence.zone_store`); workers pick changes up live. ``load``
+Zones travel on the compacted Kafka ``zones`` topic (records:
+:mod:`engine.geofence.zone_store`, the topic: :mod:`engine.geofence.zone_topic`);
+workers pick changes up live. ``load``
 validates everything before writing anything, so a bad file changes nothing.
 """
 
@@ -14,66 +15,15 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from engine.brokers import kafka
 from engine.core.clock import Clock, SystemClock, to_iso
 from engine.core.errors import ZoneFileError
-from engine.geofence.zone_store import apply_records, records_from_path, zone_from_record
-from engine.kafka.producers import producer_options
-from engine.kafka.topics import ensure_topics
+from engine.geofence.zone_store import records_from_path, zone_from_record
+from engine.geofence.zone_topic import read_zone_records, write_zone_records, zone_topic_has_records
 from engine.settings import Settings
+from engine.topology import ensure_all_topics
 
 log = logging.getLogger(__name__)
-
-CONNECT_TIMEOUT_S = 10.0  # a Kafka that does not answer this long at start is BrokerUnreachable
-
-
-async def start_client(client: AIOKafkaConsumer | AIOKafkaProducer, settings: Settings) -> None:
-    """Start ``client``; a Kafka that refuses or does not answer is :class:`BrokerUnreachable` (client closed)."""
-    await kafka.start_client(client, settings.kafka.bootstrap, CONNECT_TIMEOUT_S)
-
-
-async def read_zone_records(settings: Settings) -> dict[str, bytes]:
-    """The current zone set: the topic folded by key, tombstones applied."""
-    return (await read_zone_records_at(settings))[0]
-
-
-async def read_zone_records_at(settings: Settings) -> tuple[dict[str, bytes], int]:
-    """The current zone set and the offset to follow the topic from."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.servers, group_id=None, enable_auto_commit=False)
-    await start_client(consumer, settings)
-    try:
-        tp = TopicPartition(settings.kafka.topics.zones, 0)
-        consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
-        end = (await consumer.end_offsets([tp]))[tp]
-        out: dict[str, bytes] = {}
-        idle = 0
-        while idle < 2:  # stop after two empty fetches once past the reported end
-            batch = await consumer.getmany(tp, timeout_ms=300)
-            got = apply_records(out, batch.get(tp, []))
-            idle = idle + 1 if not got and await consumer.position(tp) >= end else 0
-        return out, await consumer.position(tp)
-    finally:
-        await consumer.stop()
-
-
-ZONE_WRITE_TIMEOUT_S = 60.0  # for Kafka to take the zone records
-
-
-async def write_zone_records(settings: Settings, records: dict[str, bytes | None]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.servers, **producer_options(settings.kafka))
-    await start_client(producer, settings)
-    try:
-        futures = [await producer.send(settings.kafka.topics.zones, value, key=zid.encode())
-                   for zid, value in sorted(records.items())]
-        try:  # an idempotent producer retries for good: give up here instead
-            await asyncio.wait_for(asyncio.gather(*futures), ZONE_WRITE_TIMEOUT_S)
-        except TimeoutError as exc:
-            raise kafka.kafka_unreachable(exc, settings.kafka.bootstrap, ZONE_WRITE_TIMEOUT_S) from exc
-    finally:
-        await producer.stop()
 
 
 def load_zones(settings: Settings, path: str, *, replace: bool = False, clock: Clock | None = None) -> tuple[int, int]:
@@ -81,21 +31,21 @@ def load_zones(settings: Settings, path: str, *, replace: bool = False, clock: C
     clock = clock or SystemClock()
     records: dict[str, bytes | None] = dict(records_from_path(path, tz=settings.city.tz, limits=settings.zones,
                                                                loaded_at=to_iso(clock.now(), ZoneInfo(settings.city.tz))))
-    ensure_topics(settings)
+    ensure_all_topics(settings)
     removed = 0
     if replace:
-        current = asyncio.run(read_zone_records(settings))
+        current = asyncio.run(read_zone_records(settings.kafka))
         for zid in current.keys() - records.keys():
             records[zid] = None
             removed += 1
-    asyncio.run(write_zone_records(settings, records))
+    asyncio.run(write_zone_records(settings.kafka, records))
     return len(records) - removed, removed
 
 
 def seed_zones_if_empty(settings: Settings) -> int:
     """Load ``zones.dir`` when the zones topic has never been written (a new deployment)."""
-    ensure_topics(settings)
-    if asyncio.run(_topic_has_records(settings)):
+    ensure_all_topics(settings)
+    if asyncio.run(zone_topic_has_records(settings.kafka)):
         return 0
     loaded, _ = load_zones(settings, settings.zones.dir)
     log.info("zones: seeded %d zones from %s into an empty %s topic", loaded, settings.zones.dir,
@@ -103,23 +53,13 @@ def seed_zones_if_empty(settings: Settings) -> int:
     return loaded
 
 
-async def _topic_has_records(settings: Settings) -> bool:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.servers, group_id=None)
-    await start_client(consumer, settings)
-    try:
-        tp = TopicPartition(settings.kafka.topics.zones, 0)
-        return (await consumer.end_offsets([tp]))[tp] > 0
-    finally:
-        await consumer.stop()
-
-
 def remove_zones(settings: Settings, ids: list[str]) -> list[str]:
     """Tombstone ``ids``; returns the ids that were not there."""
-    current = asyncio.run(read_zone_records(settings))
+    current = asyncio.run(read_zone_records(settings.kafka))
     missing = [z for z in ids if z not in current]
     present = {z: None for z in ids if z in current}
     if present:
-        asyncio.run(write_zone_records(settings, present))  # type: ignore[arg-type]
+        asyncio.run(write_zone_records(settings.kafka, present))  # type: ignore[arg-type]
     return missing
 
 
@@ -128,7 +68,7 @@ def list_zones(settings: Settings, *, as_json: bool, clock: Clock | None = None,
     tz = ZoneInfo(settings.city.tz)
     now = datetime.fromtimestamp(clock.now(), tz)
     rows = []
-    for zid, value in sorted(asyncio.run(read_zone_records(settings)).items()):
+    for zid, value in sorted(asyncio.run(read_zone_records(settings.kafka)).items()):
         rec = orjson.loads(value)
         try:
             z = zone_from_record(zid, rec, tz=settings.city.tz)

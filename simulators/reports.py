@@ -128,14 +128,14 @@ class Departments:
     def __init__(self, cfg: SimConfig, act: Callable[[str, dict], tuple[int, Any]], now: Callable[[], float]):
         self.cfg, self.act, self.now = cfg, act, now
         self.rng = random.Random(cfg.seed + 1)
-        self._queue: list[tuple[float, int, Callable[[], None]]] = []
+        self._queue: list[tuple[float, int, Callable[[], object]]] = []
         self._n = itertools.count()
         self.answered = self.late = 0
 
-    def later(self, delay: float, fn: Callable[[], None]) -> None:
+    def later(self, delay: float, fn: Callable[[], object]) -> None:
         heapq.heappush(self._queue, (self.now() + max(0.0, delay), next(self._n), fn))
 
-    def due(self) -> list[Callable[[], None]]:
+    def due(self) -> list[Callable[[], object]]:
         out = []
         while self._queue and self._queue[0][0] <= self.now():
             out.append(heapq.heappop(self._queue)[2])
@@ -191,7 +191,7 @@ async def run(settings: Any, cfg: SimConfig, stop: asyncio.Event) -> None:
     """Citizens and departments against a running system until ``stop`` is set."""
     from aiokafka import AIOKafkaConsumer
 
-    from engine import mqtt as mqttc
+    from engine.mqtt import paho as mqttc
 
     loop = asyncio.get_running_loop()
     http = Http(cfg.url, cfg.api_key)

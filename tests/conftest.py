@@ -94,7 +94,7 @@ def env_for(settings: Settings) -> dict[str, str]:
             else:
                 env[f"CITYWATCH_{prefix}{k.upper()}"] = str(v)
 
-    from engine.settings import to_dict
+    from engine.core.config import to_dict
 
     walk("", to_dict(settings))
     return env

@@ -27,8 +27,8 @@ class KafkaAlertSink:
         counted: dict[tuple[str, str], int] = {}
         for a, fut in zip(alerts, futures, strict=True):
             await fut
-            kind = (a["kind"], a["severity"])
-            counted[kind] = counted.get(kind, 0) + 1
+            labels = (a["kind"], a["severity"])
+            counted[labels] = counted.get(labels, 0) + 1
         for (kind, severity), n in counted.items():
             self.metrics.alerts.labels(kind, severity).inc(n)
         now = self.clock.now()

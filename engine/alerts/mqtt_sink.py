@@ -4,7 +4,7 @@ Every worker runs one :class:`AlertDelivery`. It reads the ``alerts`` topic
 with its own Kafka consumer (group ``{worker.app_id}-alert-delivery``, so the
 alerts partitions are shared out among the workers apart from the fixes) and
 publishes each alert through one asyncio MQTT client
-(:class:`engine.mqtt_bulk.Publisher`: the publishes of one turn of the event
+(:class:`engine.mqtt.publisher.Publisher`: the publishes of one turn of the event
 loop go out in one write, PUBACKs are read in bulk), with up to ``WINDOW``
 alerts awaiting the broker's PUBACK at once. It reads records in batches,
 without a Faust event per alert: read back through a Faust agent, the alerts
@@ -46,11 +46,12 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from engine.alerts.models import mqtt_topic
-from engine.kafka.metadata import partitions_of
-from engine.kafka.tansu import FETCH_MAX_WAIT_MS
+from engine.alerts.settings import AlertsConfig
 from engine.core.metrics import WorkerMetrics
-from engine.mqtt_bulk import Publisher
-from engine.settings import KafkaSettings, Settings
+from engine.kafka.metadata import partitions_of
+from engine.kafka.settings import KafkaSettings
+from engine.kafka.tansu import FETCH_MAX_WAIT_MS
+from engine.mqtt.publisher import Publisher
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ class _Handover(ConsumerRebalanceListener):
 class AlertDelivery(mode.Service):
     """Kafka ``alerts`` -> MQTT, committed behind the PUBACKs (module docstring)."""
 
-    def __init__(self, settings: Settings, metrics: WorkerMetrics, client_id: str, **kwargs: Any):
+    def __init__(self, settings: AlertsConfig, metrics: WorkerMetrics, client_id: str, **kwargs: Any):
         super().__init__(**kwargs)
         self.settings, self.metrics, self.client_id = settings, metrics, client_id
         self.group = f"{settings.worker.app_id}-alert-delivery"
@@ -312,7 +313,7 @@ class AlertDelivery(mode.Service):
             await asyncio.sleep(REPORT_S)
 
 
-def register(app: faust.App, settings: Settings, metrics: WorkerMetrics) -> AlertDelivery:
+def register(app: faust.App, settings: AlertsConfig, metrics: WorkerMetrics) -> AlertDelivery:
     """Start an :class:`AlertDelivery` with the worker (and stop it with it)."""
     delivery = AlertDelivery(settings, metrics, f"{settings.worker.app_id}-alerts-{app.conf.web_port}")
     app.service(delivery)  # type: ignore[arg-type]

@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.brokers.kafka import wait_kafka_ready
+from engine.brokers.kafka_ready import wait_kafka_ready
 from engine.brokers.ports import SpawnedBroker, await_broker, free_port, launch_broker
 from engine.core.errors import BrokerStartError
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from engine.brokers.mqtt_access import BrokerAccess, amqtt_access, broker_access
 from engine.brokers.ports import SpawnedBroker, is_listening, require_embedded, spawn_broker
 from engine.core.errors import BrokerStartError
-from engine.settings import Settings
+from engine.mqtt.settings import MqttConfig
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +180,7 @@ def start_amqtt(host: str, port: int, *, workdir: Path, timeout: float = 30.0,
 
 
 def start_mqtt_broker(host: str, port: int, *, workdir: Path, prefer: str = "auto",
-                      timeout: float = 30.0, settings: Settings | None = None) -> SpawnedBroker:
+                      timeout: float = 30.0, settings: MqttConfig | None = None) -> SpawnedBroker:
     """Start an MQTT broker: ``prefer`` is ``auto`` (mosquitto if installed, else amqtt),
     ``mosquitto`` or ``amqtt``. With ``settings``, access control and TLS come from ``mqtt.auth``
     and ``mqtt.tls_*`` (:mod:`engine.brokers.mqtt_access`); without, anonymous access."""
@@ -199,7 +199,7 @@ def start_mqtt_broker(host: str, port: int, *, workdir: Path, prefer: str = "aut
 
 
 def ensure_mqtt(host: str, port: int, *, workdir: Path, prefer: str = "auto",
-                timeout: float = 30.0, settings: Settings | None = None) -> SpawnedBroker:
+                timeout: float = 30.0, settings: MqttConfig | None = None) -> SpawnedBroker:
     """Use whatever already listens on ``host:port`` (``proc`` None), else start a broker there."""
     if is_listening(host, port):
         log.info("reusing the MQTT broker already listening on %s:%s", host, port)

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.core.errors import ConfigError
-from engine.settings import Settings
-from engine.telemetry.broker_drops import SYS_DROPPED
+from engine.mqtt.settings import MqttConfig
+from engine.mqtt.sys_topics import SYS_DROPPED
 
 PBKDF2_ITERATIONS = 1000  # mosquitto_passwd writes 101; mosquitto reads the count from each line
 
@@ -59,7 +59,7 @@ class BrokerAccess:
     keyfile: str = ""
 
 
-def accounts(settings: Settings) -> list[Account]:
+def accounts(settings: MqttConfig) -> list[Account]:
     """Every account of ``mqtt.auth``, with its ACL rules. Raises :class:`ConfigError` on a duplicate username."""
     m = settings.mqtt
     fixes, alerts = m.fixes_topic.rstrip("/"), m.alerts_topic.rstrip("/")
@@ -113,7 +113,7 @@ def _write_private(path: Path, text: str) -> Path:
     return path.resolve()
 
 
-def _tls_files(settings: Settings) -> tuple[str, str]:
+def _tls_files(settings: MqttConfig) -> tuple[str, str]:
     """The broker's certificate and key as absolute paths (``("", "")`` without TLS)."""
     m = settings.mqtt
     if not m.tls_cert_file:
@@ -125,7 +125,7 @@ def _tls_files(settings: Settings) -> tuple[str, str]:
     return files
 
 
-def broker_access(settings: Settings, workdir: Path) -> BrokerAccess:
+def broker_access(settings: MqttConfig, workdir: Path) -> BrokerAccess:
     """Write ``workdir/passwd`` and ``workdir/acl`` when ``mqtt.auth.enabled``; TLS files from settings."""
     m = settings.mqtt
     tls = _tls_files(settings)
@@ -138,7 +138,7 @@ def broker_access(settings: Settings, workdir: Path) -> BrokerAccess:
     return BrokerAccess(password_file=pw, acl_file=acl, certfile=tls[0], keyfile=tls[1])
 
 
-def amqtt_access(settings: Settings, workdir: Path) -> Path | None:
+def amqtt_access(settings: MqttConfig, workdir: Path) -> Path | None:
     """The same accounts and ACL for the amqtt fallback: ``workdir/amqtt-auth.json`` (None when auth is off
     and there is no TLS).
 

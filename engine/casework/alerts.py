@@ -13,8 +13,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from engine.alerts.models import make_alert, stable_id
-from engine.core.clock import to_iso
 from engine.casework.task_models import Task
+from engine.core.clock import to_iso
 
 
 def _common(task: Task, tz: ZoneInfo) -> dict[str, Any]:

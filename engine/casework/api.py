@@ -26,11 +26,11 @@ import faust
 import orjson
 from faust.web import Request, Response, View
 
-from engine.settings import Settings
 from engine.casework.directory import TaskDirectory
+from engine.casework.settings import CaseworkConfig
 from engine.casework.states import DEPARTMENT_ACTIONS, InvalidEvent, parse_event
 from engine.casework.task_topics import TaskTopics
-from engine.vetting.waiter import DecisionWaiter
+from engine.kafka.answers import AnswerWaiter
 from engine.web.auth import Refused, principal_of
 from engine.web.guard import app_guard
 
@@ -41,7 +41,7 @@ JSON = "application/json"
 LIST_LIMIT = 1000
 
 
-def register(app: faust.App, settings: Settings, tt: TaskTopics, waiter: DecisionWaiter,
+def register(app: faust.App, settings: CaseworkConfig, tt: TaskTopics, waiter: AnswerWaiter,
              directory: TaskDirectory) -> None:
     timeout = settings.tasks.answer_timeout_s
     guard = app_guard(app, settings.web)

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from engine.casework.report_models import Report
-from engine.settings import TasksSettings
 from engine.casework import alerts, sla
-from engine.casework.task_models import FINAL_STATES, Outcome, Task, iso, to_doc
+from engine.casework.report_models import Report
 from engine.casework.routing import route
+from engine.casework.settings import TasksSettings
 from engine.casework.states import Event, Refused, apply
+from engine.casework.task_models import FINAL_STATES, Outcome, Task, iso, to_doc
 
 APPLIED_KEPT = 100  # event ids kept per task to tell a replay from a new event
 

@@ -8,8 +8,8 @@ rule, so a grid file handed to ``citywatch zones load`` is refused by name and
 can never raise a vehicle alert; the geofence's ``zones.dir`` is not searched
 recursively, so ``zones/grid/`` is not read by it either.
 
-Geometry goes through the zone file machinery (:mod:`engine.geofence.zones`
-validation, :class:`engine.geofence.index.ZoneIndex` with its ``STRtree``);
+Geometry is validated as a zone's is (:func:`engine.geo.geojson.parse_geometry`)
+and indexed as zones are (:class:`engine.geo.area_index.AreaIndex`, an ``STRtree``);
 :meth:`Grid.locate` takes the lowest-level unit containing the point and fills
 the levels above from its code (codes are hierarchical: a community's first 9
 digits are its street's code), so a slightly sloppy outline never places a
@@ -26,16 +26,20 @@ import json
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
+from shapely.geometry.base import BaseGeometry
 
 from engine.core.errors import ZoneFileError
-from engine.geofence.index import ZoneIndex
-from engine.geofence.zones import feature_id, parse_feature_collection
+from engine.geo.area_index import AreaIndex
+from engine.geo.areas import projected_area
+from engine.geo.geojson import GeometryError, feature_id, parse_geometry
 
 LEVELS = ("community", "street", "district", "city")  # lowest first: the order tasks escalate in
 CODE_DIGITS = {"city": 4, "district": 6, "street": 9, "community": 12}
+MAX_UNITS = 50_000  # per file: a zone file's default limit (zones.max_features)
+MAX_POSITIONS = 20_000  # per unit: a zone's default limit (zones.max_vertices), so no outline swamps the index
 
 
 @dataclass(frozen=True)
@@ -75,7 +79,7 @@ class Grid:
     """Immutable grid: units by code and an index over their areas (projected to ``crs``)."""
 
     units: tuple[GridUnit, ...]
-    index: ZoneIndex
+    index: AreaIndex  # area i is units[i]
     by_code: dict[str, GridUnit] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -91,8 +95,8 @@ class Grid:
     def locate(self, lat: float, lon: float) -> Placement:
         """The units containing ``(lat, lon)``: the lowest hit and its ancestors by code."""
         x, y = self.index.project(np.array([lon]), np.array([lat]))
-        _, zone_idx = self.index.point_hits(x, y)
-        hits = [self.units[i] for i in zone_idx]
+        _, area_idx = self.index.point_hits(x, y)
+        hits = [self.units[i] for i in area_idx]
         if not hits:
             return Placement()
         # On a shared border a point is in both neighbours: the smallest code wins, every time.
@@ -113,7 +117,7 @@ class Grid:
         return out
 
 
-def load_grid(path: str | PathLike[str], *, crs: str = "EPSG:4548", tz: str = "Asia/Shanghai") -> Grid:
+def load_grid(path: str | PathLike[str], *, crs: str = "EPSG:4548") -> Grid:
     """Load every ``*.geojson`` grid file in a folder (or one file); all-or-nothing.
 
     Raises
@@ -125,27 +129,35 @@ def load_grid(path: str | PathLike[str], *, crs: str = "EPSG:4548", tz: str = "A
     files = sorted(root.glob("*.geojson")) if root.is_dir() else [root]
     if not root.exists():
         raise ZoneFileError(str(root), "no such file or directory (setting reports.grid_dir)")
-    units: list[GridUnit] = []
-    zones = []
+    features: list[_GridFeature] = []
     seen: dict[str, str] = {}
     for f in files:
-        for unit, zone in _load_file(f, tz):
-            if unit.code in seen:
-                raise ZoneFileError(str(f), f"grid code {unit.code} already defined in {seen[unit.code]}",
-                                    zone.id, "code")
-            seen[unit.code] = str(f)
-            units.append(unit)
-            zones.append(zone)
-    by_code = {u.code for u in units}
-    for unit, zone in zip(units, zones):
-        parent = unit.parent_code
-        if parent is not None and parent not in by_code:
-            raise ZoneFileError(zone.source, f"{unit.level} {unit.code} lies in {parent}, which is not in the grid",
-                                zone.id, "code")
-    return Grid(tuple(units), ZoneIndex(zones, crs))
+        for feature in _load_file(f):
+            code = feature.unit.code
+            if code in seen:
+                raise ZoneFileError(feature.source, f"grid code {code} already defined in {seen[code]}",
+                                    feature.label, "code")
+            seen[code] = feature.source
+            features.append(feature)
+    for feature in features:
+        unit, parent = feature.unit, feature.unit.parent_code
+        if parent is not None and parent not in seen:
+            raise ZoneFileError(feature.source, f"{unit.level} {unit.code} lies in {parent}, which is not in the grid",
+                                feature.label, "code")
+    areas = [projected_area(feature.geometry, crs) for feature in features]
+    return Grid(tuple(feature.unit for feature in features), AreaIndex(areas, crs))
 
 
-def _load_file(path: Path, tz: str) -> list[tuple[GridUnit, Any]]:
+class _GridFeature(NamedTuple):
+    unit: GridUnit
+    geometry: BaseGeometry  # lon/lat
+    id: str | None
+    label: str  # the feature in error messages: its id, else its code, else #index
+    source: str
+
+
+def _load_file(path: Path) -> list[_GridFeature]:
+    """The features of one grid file, validated (ids unique within the file, as in a zone file)."""
     source = str(path)
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
@@ -155,26 +167,33 @@ def _load_file(path: Path, tz: str) -> list[tuple[GridUnit, Any]]:
         raise ZoneFileError(source, f"not a JSON text: {exc}") from None
     if not isinstance(obj, dict) or not isinstance(obj.get("features"), list):
         raise ZoneFileError(source, "not a GeoJSON FeatureCollection with a 'features' list", field="features")
-    units, shells = [], []
-    for i, feature in enumerate(obj["features"]):
-        unit, shell = _grid_feature(feature, i, source)
-        units.append(unit)
-        shells.append(shell)
-    # The geometry is validated (and turned into shapely) by the zone file machinery, as a 'watch' area.
-    zones = parse_feature_collection({"type": "FeatureCollection", "features": shells}, source=source, tz=tz)
-    return list(zip(units, zones))
+    if len(obj["features"]) > MAX_UNITS:
+        raise ZoneFileError(source, f"{len(obj['features'])} features > limit {MAX_UNITS} grid units per file",
+                            field="features")
+    out: list[_GridFeature] = []
+    first_seen: dict[str, int] = {}
+    for i, raw in enumerate(obj["features"]):
+        feature = _grid_feature(raw, i, source)
+        if feature.id is not None and feature.id in first_seen:
+            raise ZoneFileError(source, f"duplicate id {feature.id!r}, first used by feature #{first_seen[feature.id]}",
+                                f"#{i}", "id")
+        if feature.id is not None:
+            first_seen[feature.id] = i
+        out.append(feature)
+    return out
 
 
-def _grid_feature(feature: Any, index: int, source: str) -> tuple[GridUnit, dict[str, Any]]:
+def _grid_feature(feature: Any, index: int, source: str) -> _GridFeature:
     props = feature.get("properties") if isinstance(feature, dict) else None
     label = f"#{index}"
     if not isinstance(props, dict):
         raise ZoneFileError(source, "missing or not an object", label, "properties")
     try:
-        unit_id = feature_id(feature)
+        raw_id = feature_id(feature)
     except ValueError as exc:
         raise ZoneFileError(source, str(exc), label, "id") from None
-    label = str(unit_id or props.get("code") or label)
+    unit_id = str(raw_id) if raw_id else None
+    label = unit_id or str(props.get("code") or label)
     if props.get("rule") != "grid":
         raise ZoneFileError(source, f"a grid feature needs \"rule\": \"grid\", got {props.get('rule')!r}", label,
                             "rule")
@@ -191,6 +210,8 @@ def _grid_feature(feature: Any, index: int, source: str) -> tuple[GridUnit, dict
     if not isinstance(geometry, dict) or geometry.get("type") not in ("Polygon", "MultiPolygon"):
         kind = geometry.get("type") if isinstance(geometry, dict) else None
         raise ZoneFileError(source, f"a grid unit is a Polygon or MultiPolygon, got {kind!r}", label, "geometry.type")
-    shell = {"type": "Feature", "geometry": geometry,
-             "properties": {"id": str(unit_id or f"grid-{code}"), "name": name, "rule": "watch"}}
-    return GridUnit(code=code, name=name, level=level), shell
+    try:
+        area = parse_geometry(geometry, max_positions=MAX_POSITIONS, limit_name="of a grid unit")
+    except GeometryError as exc:
+        raise ZoneFileError(source, exc.reason, label, exc.field) from None
+    return _GridFeature(GridUnit(code=code, name=name, level=level), area, unit_id, label, source)

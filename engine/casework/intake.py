@@ -17,19 +17,19 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from engine.core.clock import Clock
 from engine.casework import dedup
 from engine.casework.errors import InvalidReport, Problem
 from engine.casework.grid import Grid
 from engine.casework.report_models import CONTACT_FIELDS, Report, mask_contact
+from engine.casework.settings import CaseworkConfig
 from engine.casework.validation import form_fields, parse_report
-from engine.settings import Settings
+from engine.core.clock import Clock
 
 MAX_BODY = 65536
 
 
 class Intake:
-    def __init__(self, settings: Settings, grid: Grid, clock: Clock):
+    def __init__(self, settings: CaseworkConfig, grid: Grid, clock: Clock):
         self.settings, self.grid, self.clock = settings, grid, clock
         self.cfg = settings.reports
 

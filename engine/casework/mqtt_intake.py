@@ -3,7 +3,10 @@
 The payload carries the Open311 POST arguments (``service_code``, ``lat``,
 ``long``, ``description``, ...) and optionally ``token``: the answer
 (``service_request_id``, ``service_notice``, ``duplicate``, or ``errors``) is
-then published to ``<mqtt_topic>/answers/<token>`` at QoS 1.
+then published to ``<mqtt_topic>/answers/<token>`` at QoS 1 (through
+:class:`engine.mqtt.publisher.Publisher`, its own connection); an answer the
+broker has not acknowledged within ``ANSWER_TIMEOUT_S``, or that finds no
+connection, is logged as not delivered.
 
 Each worker subscribes at QoS 1 with a persistent session and acknowledges a
 message only once Kafka has the report (or its rejection), so a worker that
@@ -23,36 +26,47 @@ from typing import Any
 import faust
 import orjson
 
-from engine import mqtt as mqttc
 from engine.alerts.models import stable_id
-from engine.core.metrics import WorkerMetrics
 from engine.casework.errors import InvalidReport
 from engine.casework.intake import Intake, decode_json, rejection
 from engine.casework.report_topics import ReportTopics
+from engine.casework.settings import CaseworkConfig
 from engine.casework.validation import TOKEN
-from engine.settings import Settings
-from engine.vetting.waiter import DecisionWaiter
+from engine.core.metrics import WorkerMetrics
+from engine.kafka.answers import AnswerWaiter
+from engine.mqtt import paho as mqttc
+from engine.mqtt.publisher import Publisher
 
 log = logging.getLogger(__name__)
 
+ANSWER_TIMEOUT_S = 10.0  # an answer not acknowledged by then counts as not delivered
+STOP_TIMEOUT_S = 2.0     # how long a stopping worker waits for the broker to acknowledge answers in flight
 
-def answer_topic(settings: Settings, token: str) -> str:
+
+def answer_topic(settings: CaseworkConfig, token: str) -> str:
     return f"{settings.reports.mqtt_topic}/answers/{token}"
 
 
-def register(app: faust.App, settings: Settings, intake: Intake, topics: ReportTopics, waiter: DecisionWaiter,
+def register(app: faust.App, settings: CaseworkConfig, intake: Intake, topics: ReportTopics, waiter: AnswerWaiter,
              metrics: WorkerMetrics) -> None:
     cfg = settings.reports
     subscription = f"$share/{cfg.mqtt_shared_group}/{cfg.mqtt_topic}" if cfg.mqtt_shared_group else cfg.mqtt_topic
     pending: set[asyncio.Task[Any]] = set()
 
-    async def answer(pub: mqttc.AsyncPublisher, token: str, body: dict[str, Any]) -> None:
+    async def answer(pub: Publisher, token: str, body: dict[str, Any]) -> None:
+        if not pub.connected:
+            log.warning("reports over MQTT: answer for token %s not delivered: MQTT broker not connected", token)
+            return
         try:
-            await pub.publish(answer_topic(settings, token), orjson.dumps({"token": token, **body}), qos=1)
-        except ConnectionError as exc:
+            await asyncio.wait_for(pub.publish(answer_topic(settings, token), orjson.dumps({"token": token, **body})),
+                                   ANSWER_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("reports over MQTT: answer for token %s not delivered: MQTT publish not acknowledged within "
+                        "%.0f s", token, ANSWER_TIMEOUT_S)
+        except OverflowError as exc:
             log.warning("reports over MQTT: answer for token %s not delivered: %s", token, exc)
 
-    async def answer_when_done(pub: mqttc.AsyncPublisher, token: str, report_id: str,
+    async def answer_when_done(pub: Publisher, token: str, report_id: str,
                                fut: asyncio.Future[dict[str, Any]]) -> None:
         try:
             outcome = await asyncio.wait_for(fut, cfg.answer_timeout_s * 6)
@@ -65,7 +79,7 @@ def register(app: faust.App, settings: Settings, intake: Intake, topics: ReportT
                                   "service_notice": outcome.get("service_notice"),
                                   "duplicate": bool(outcome.get("duplicate"))})
 
-    async def handle(pub: mqttc.AsyncPublisher, topic: str, payload: bytes) -> None:
+    async def handle(pub: Publisher, topic: str, payload: bytes) -> None:
         report_id = stable_id("mqtt-report", topic, payload)
         try:
             report = intake.mqtt(payload, report_id=report_id)
@@ -103,7 +117,8 @@ def register(app: faust.App, settings: Settings, intake: Intake, topics: ReportT
                                    clean_session=False, manual_ack=True)
         mqttc.subscribe_on_connect(client, [(subscription, 1)])
         client.on_message = lambda c, u, msg: loop.call_soon_threadsafe(queue.put_nowait, msg)
-        pub = mqttc.AsyncPublisher(client, loop)
+        pub = Publisher(settings.mqtt, f"{settings.worker.app_id}-answers-{app.conf.web_port}")
+        pub_task = asyncio.create_task(pub.run())
         mqttc.start(client, settings.mqtt)
         try:
             while True:
@@ -122,3 +137,8 @@ def register(app: faust.App, settings: Settings, intake: Intake, topics: ReportT
         finally:
             client.disconnect()
             client.loop_stop()
+            try:
+                await pub.stop(answer_topic(settings, "$citywatch-fence"), timeout=STOP_TIMEOUT_S)
+            finally:
+                pub_task.cancel()
+                pub.cancel_pending()

@@ -28,14 +28,14 @@ import faust
 import orjson
 from faust.web import Request, Response, View
 
-from engine.core.metrics import WorkerMetrics
+from engine.casework.directory import TaskDirectory
 from engine.casework.errors import InvalidReport
 from engine.casework.intake import Intake, decode_body, rejection
 from engine.casework.queries import as_request, parse_filters, select, services_list
 from engine.casework.report_topics import ReportTopics
-from engine.settings import Settings
-from engine.casework.directory import TaskDirectory
-from engine.vetting.waiter import DecisionWaiter
+from engine.casework.settings import CaseworkConfig
+from engine.core.metrics import WorkerMetrics
+from engine.kafka.answers import AnswerWaiter
 from engine.web.auth import Refused
 from engine.web.guard import app_guard
 
@@ -45,7 +45,7 @@ PREFIX = "/open311/v2"
 JSON = "application/json"
 
 
-def register(app: faust.App, settings: Settings, intake: Intake, topics: ReportTopics, waiter: DecisionWaiter,
+def register(app: faust.App, settings: CaseworkConfig, intake: Intake, topics: ReportTopics, waiter: AnswerWaiter,
              directory: TaskDirectory, metrics: WorkerMetrics) -> None:
     cfg = settings.reports
     guard = app_guard(app, settings.web, lambda reason: metrics.http_refused.labels(reason).inc())

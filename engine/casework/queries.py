@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from engine.casework.errors import InvalidReport, Problem
-from engine.settings import ReportsSettings, ServiceSettings
+from engine.casework.settings import ReportsSettings, ServiceSettings
 
 REQUEST_FIELDS = ("service_request_id", "status", "status_notes", "service_name", "service_code", "description",
                   "agency_responsible", "service_notice", "requested_datetime", "updated_datetime",

@@ -24,28 +24,28 @@ from zoneinfo import ZoneInfo
 import faust
 import orjson
 
-from engine.core.clock import Clock
-from engine.core.metrics import WorkerMetrics
 from engine.casework import dedup, mqtt_intake, open311
+from engine.casework.directory import TaskDirectory
 from engine.casework.grid import Grid
 from engine.casework.intake import Intake
 from engine.casework.report_models import Report, task_id_for
 from engine.casework.report_topics import ReportTopics, declare_report_topics
-from engine.settings import Settings
-from engine.casework.directory import TaskDirectory
+from engine.casework.settings import CaseworkConfig
 from engine.casework.task_topics import TaskTopics
-from engine.vetting.tables import StrKeys
-from engine.vetting.waiter import DecisionWaiter
+from engine.core.clock import Clock
+from engine.core.metrics import WorkerMetrics
+from engine.kafka.answers import AnswerWaiter
+from engine.kafka.tables import StrKeys
 
 log = logging.getLogger(__name__)
 
 
-def register(app: faust.App, settings: Settings, metrics: WorkerMetrics, clock: Clock, grid: Grid,
-             task_topics: TaskTopics, waiter: DecisionWaiter, directory: TaskDirectory) -> ReportTopics:
+def register(app: faust.App, settings: CaseworkConfig, metrics: WorkerMetrics, clock: Clock, grid: Grid,
+             task_topics: TaskTopics, waiter: AnswerWaiter, directory: TaskDirectory) -> ReportTopics:
     cfg, n = settings.reports, settings.kafka.partitions
     rt = declare_report_topics(app, settings)
     # bytes keys: a str-keyed Faust table would write JSON-quoted keys to its changelog, on other partitions
-    # than the reports of the cell (see engine.vetting.tables).
+    # than the reports of the cell (see engine.kafka.tables).
     cells_table = app.Table("report_cells", default=None, partitions=n, use_partitioner=True, key_type=bytes,
         extra_topic_configs=settings.kafka.table_topic_configs)
     cells = StrKeys(cells_table)

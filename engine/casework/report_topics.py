@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from engine.settings import Settings
+from engine.casework.settings import CaseworkConfig
+from engine.kafka.topics import raw_topic
 
 if TYPE_CHECKING:
     import faust
@@ -23,14 +24,12 @@ class ReportTopics:
     rejected: faust.TopicT
 
 
-def declare_report_topics(app: faust.App, settings: Settings) -> ReportTopics:
-    from engine.topics import raw_topic  # not at import: the bridge reads the specs below without Faust
-
+def declare_report_topics(app: faust.App, settings: CaseworkConfig) -> ReportTopics:
     t, n = settings.reports.topics, settings.kafka.partitions
     return ReportTopics(raw_topic(app, t.reports, partitions=n), raw_topic(app, t.rejected, partitions=n))
 
 
-def report_topic_specs(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
+def report_topic_specs(settings: CaseworkConfig) -> dict[str, tuple[int, dict[str, str]]]:
     t, n = settings.reports.topics, settings.kafka.partitions
     retention = str(int(settings.reports.raw_retention_days * 86400 * 1000))
     return {t.reports: (n, {"retention.ms": retention}), t.rejected: (n, {"retention.ms": retention})}

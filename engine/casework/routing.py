@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from engine.casework.grid import LEVELS
-from engine.settings import DepartmentSettings
+from engine.casework.settings import DepartmentSettings
 
 
 def route(service_code: str, grid: Mapping[str, str], departments: Mapping[str, DepartmentSettings]) -> str:

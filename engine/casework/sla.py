@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from engine.settings import ServiceSettings
+from engine.casework.settings import ServiceSettings
 from engine.casework.task_models import Task, next_level
 
 OVERDUE_MARK = 1.0  # in Task.warned: the city-level overdue alert for this deadline was sent

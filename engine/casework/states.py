@@ -15,11 +15,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
-from engine.core.errors import CitywatchError
-from engine.settings import DepartmentSettings
+from engine.casework.settings import DepartmentSettings
 from engine.casework.task_models import Task
+from engine.core.errors import CitywatchError
 
 DEPARTMENT_ACTIONS = frozenset({"accept", "start", "return", "request_extension", "resolve"})
 SUPERVISOR_ACTIONS = frozenset({"redispatch", "approve_extension", "deny_extension", "verify", "reopen", "close",
@@ -106,6 +106,15 @@ def parse_event(d: Any) -> Event:
     return Event(**fields)
 
 
+class _Step(TypedDict):
+    """The history entry's arguments of :meth:`Task.evolve`, the same for every action."""
+
+    action: str
+    by: str
+    note: str
+    keep: int
+
+
 def apply(task: Task, event: Event, now: float, *, departments: Mapping[str, DepartmentSettings],
           keep: int = 50) -> Task:
     """The task after ``event``; raises :class:`Refused` (nothing changes) when it may not be taken."""
@@ -117,7 +126,7 @@ def apply(task: Task, event: Event, now: float, *, departments: Mapping[str, Dep
         raise Refused("wrong_department", f"the task is assigned to {task.department}, not {event.department}")
     by = event.department if event.action in DEPARTMENT_ACTIONS else (event.by or "supervisor")
     note = event.note
-    step = dict(action=event.action, by=by, note=note, keep=keep)
+    step: _Step = {"action": event.action, "by": by, "note": note, "keep": keep}
     agency = task.agency
     if event.action == "accept":
         due = now + task.resolve_s

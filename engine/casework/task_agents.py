@@ -26,29 +26,29 @@ from aiokafka.partitioner import DefaultPartitioner
 from faust.exceptions import NotReady
 
 from engine.alerts.kafka_sink import KafkaAlertSink
-from engine.core.clock import Clock
-from engine.core.metrics import WorkerMetrics
-from engine.casework.report_models import Report
-from engine.casework.report_topics import ReportTopics
-from engine.settings import Settings
 from engine.casework import api
 from engine.casework.book import Effects, TaskBook
 from engine.casework.directory import TaskDirectory
 from engine.casework.follow import follow_tasks
-from engine.casework.task_models import FINAL_STATES, LEVELS, STATES
+from engine.casework.report_models import Report
+from engine.casework.report_topics import ReportTopics
+from engine.casework.settings import CaseworkConfig
 from engine.casework.states import InvalidEvent, parse_event
+from engine.casework.task_models import FINAL_STATES, LEVELS, STATES
 from engine.casework.task_topics import TaskTopics
-from engine.topics import Topics
-from engine.vetting.tables import StrKeys
-from engine.vetting.waiter import DecisionWaiter
+from engine.core.clock import Clock
+from engine.core.metrics import WorkerMetrics
+from engine.kafka.answers import AnswerWaiter
+from engine.kafka.tables import StrKeys
+from engine.kafka.topics import Topics
 
 log = logging.getLogger(__name__)
 
 OPEN_STATES = [s for s in STATES if s not in FINAL_STATES]
 
 
-def register(app: faust.App, settings: Settings, metrics: WorkerMetrics, clock: Clock, topics: Topics,
-             tt: TaskTopics, rt: ReportTopics, waiter: DecisionWaiter, directory: TaskDirectory) -> TaskBook:
+def register(app: faust.App, settings: CaseworkConfig, metrics: WorkerMetrics, clock: Clock, topics: Topics,
+             tt: TaskTopics, rt: ReportTopics, waiter: AnswerWaiter, directory: TaskDirectory) -> TaskBook:
     cfg, n = settings.tasks, settings.kafka.partitions
     tz = ZoneInfo(settings.city.tz)
     table = app.Table("tasks", default=None, partitions=n, use_partitioner=True, key_type=bytes,

@@ -16,7 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from engine.settings import Settings
+from engine.casework.settings import CaseworkConfig
+from engine.kafka.topics import raw_topic
 
 if TYPE_CHECKING:
     import faust
@@ -33,9 +34,7 @@ class TaskTopics:
     inputs: faust.TopicT  # commands and events, read by one agent so one task has one writer
 
 
-def declare_task_topics(app: faust.App, settings: Settings) -> TaskTopics:
-    from engine.topics import raw_topic  # not at import: the bridge reads the specs below without Faust
-
+def declare_task_topics(app: faust.App, settings: CaseworkConfig) -> TaskTopics:
     t, n = settings.tasks.topics, settings.kafka.partitions
 
     def topic(*names: str) -> faust.TopicT:
@@ -45,7 +44,7 @@ def declare_task_topics(app: faust.App, settings: Settings) -> TaskTopics:
                       topic(t.rejected), topic(t.commands, t.events))
 
 
-def task_topic_specs(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
+def task_topic_specs(settings: CaseworkConfig) -> dict[str, tuple[int, dict[str, str]]]:
     t, n = settings.tasks.topics, settings.kafka.partitions
     return {t.tasks: (n, {"cleanup.policy": "compact"}), t.commands: (n, {}), t.events: (n, {}),
             t.dispatch: (n, {}), t.outcomes: (n, {}), t.rejected: (n, {})}

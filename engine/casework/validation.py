@@ -25,7 +25,8 @@ from typing import Any
 
 from engine.casework.errors import InvalidReport, Problem
 from engine.casework.report_models import CONTACT_FIELDS, Report
-from engine.settings import Bounds, ReportsSettings, ServiceSettings
+from engine.casework.settings import ReportsSettings, ServiceSettings
+from engine.core.city import Bounds
 
 EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{1,60}")
 PHONE = re.compile(r"\+?[0-9][0-9 \-]{2,30}")

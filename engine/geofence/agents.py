@@ -47,22 +47,22 @@ from faust.types import TP
 
 from engine.alerts.kafka_sink import KafkaAlertSink
 from engine.core.clock import Clock
+from engine.core.metrics import WorkerMetrics
 from engine.geofence import overload
 from engine.geofence.checker import ZoneChecker
-from engine.geofence.intake import log_position
 from engine.geofence.fleet_store import FleetStore, is_durable
+from engine.geofence.intake import log_position
 from engine.geofence.offline import Progress, scan_offline, silent_rows
-from engine.core.metrics import WorkerMetrics
-from engine.settings import Settings
+from engine.geofence.settings import GeofenceConfig
+from engine.kafka.topics import Topics
 from engine.telemetry.columns import FixColumns, concat
-from engine.telemetry.models import decode_columns
-from engine.telemetry.validation import Rejection
-from engine.topics import Topics
+from engine.telemetry.rejection import Rejection
+from engine.telemetry.wire import decode_columns
 
 log = logging.getLogger(__name__)
 
 
-def register(app: faust.App, topics: Topics, settings: Settings, metrics: WorkerMetrics, clock: Clock,
+def register(app: faust.App, topics: Topics, settings: GeofenceConfig, metrics: WorkerMetrics, clock: Clock,
              checker: ZoneChecker) -> faust.Table:
     checker.configure(settings)
     tracks = app.tables.add(_RawKeyTable(

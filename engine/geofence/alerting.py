@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from engine.alerts.models import make_alert
 from engine.core.clock import to_iso
 from engine.geofence.transitions import ZoneEvent
-from engine.geofence.zones import Zone
+from engine.geofence.zone_models import Zone
 from engine.telemetry.models import Fix
 
 

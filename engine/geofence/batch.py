@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
@@ -40,15 +41,15 @@ class IndexView:
         self.corridors = {vid: tuple(ix) for vid, ix in corridors.items()}
         approach = [z for z in index.zones if z.rule == "forbid" and z.approach_m is not None]
         self.approach_max = max((z.approach_m or 0.0 for z in approach), default=None)
-        classes = [z.classes for z in approach]
-        self.approach_classes = None if any(c is None for c in classes) else frozenset().union(*classes)
+        classes = [c for z in approach if (c := z.classes) is not None]
+        self.approach_classes = frozenset().union(*classes) if len(classes) == len(approach) else None
 
 
 class BatchGeometry:
     """The batch's vectorised geometry, looked up per (row, zone); rows far from every zone cost nothing."""
 
     def __init__(self, view: IndexView, x: np.ndarray, y: np.ndarray, px: np.ndarray, py: np.ndarray, rows: np.ndarray,
-                 accepted: list[LiveRow], late_rows: list[int], batch: list[Fix], stored: dict[str, set[int]],
+                 accepted: Sequence[LiveRow], late_rows: list[int], batch: list[Fix], stored: dict[str, set[int]],
                  margin: float):
         index = view.index
         self.view = view
@@ -67,19 +68,20 @@ class BatchGeometry:
             self._approaches(view, x, y, live, accepted, margin)
         self._distances = self._signed(view, x, y, accepted, late_rows, batch, stored)
 
-    def _approaches(self, view: IndexView, x: np.ndarray, y: np.ndarray, live: np.ndarray, accepted: list[LiveRow],
+    def _approaches(self, view: IndexView, x: np.ndarray, y: np.ndarray, live: np.ndarray, accepted: Sequence[LiveRow],
                     margin: float) -> None:
-        wanted = view.approach_classes
+        wanted, reach = view.approach_classes, view.approach_max
+        assert reach is not None  # called only when the index has zones with approach_m
         rows = live if wanted is None else live[[a.fix.vclass in wanted for a in accepted]]
         if not rows.size:
             return
-        fix, zone, dist = view.index.distance_hits(x[rows], y[rows], view.approach_max + margin)
+        fix, zone, dist = view.index.distance_hits(x[rows], y[rows], reach + margin)
         for i, z, d in zip(rows[fix].tolist(), zone.tolist(), dist.tolist()):
             zn = view.zones[z]
             if zn.rule == "forbid" and zn.approach_m is not None and d <= zn.approach_m + margin:
                 self._approach[i][z] = d
 
-    def _signed(self, view: IndexView, x: np.ndarray, y: np.ndarray, accepted: list[LiveRow], late_rows: list[int],
+    def _signed(self, view: IndexView, x: np.ndarray, y: np.ndarray, accepted: Sequence[LiveRow], late_rows: list[int],
                 batch: list[Fix], stored: dict[str, set[int]]) -> dict[tuple[int, int], float]:
         """Signed distances for each vehicle's zones: in its state, touched in this batch, its corridors."""
         zones_of: dict[str, set[int]] = defaultdict(set)

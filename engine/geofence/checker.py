@@ -43,12 +43,13 @@ from engine.geofence.fast_lane import NO_ZONES
 from engine.geofence.fleet import PartitionFleet, StateView
 from engine.geofence.index import ZoneIndex
 from engine.geofence.offline import online_alert
+from engine.geofence.settings import GeofenceConfig, GeofenceSettings
 from engine.geofence.transitions import CLOSING, Observation, Tuning, ZoneEvent, close_zone, step_zone
-from engine.geofence.zones import Zone
-from engine.settings import Settings
+from engine.geofence.zone_models import Zone
 from engine.telemetry.columns import FixColumns
 from engine.telemetry.models import Fix
-from engine.telemetry.validation import Rejection
+from engine.telemetry.rejection import Rejection
+from engine.telemetry.settings import FilterSettings
 
 
 @dataclass(frozen=True)
@@ -65,15 +66,20 @@ class BatchResult:
 
 
 class ZoneChecker:
-    def __init__(self, index: ZoneIndex, *, tz: str, clock: Clock, settings: Settings | None = None):
+    def __init__(self, index: ZoneIndex, *, tz: str, clock: Clock, settings: GeofenceConfig | None = None):
         self.tz, self.clock = ZoneInfo(tz), clock
-        self.configure(settings or Settings())
+        if settings is None:
+            self.tune(GeofenceSettings(), FilterSettings())
+        else:
+            self.configure(settings)
         self.set_index(index)
 
-    def configure(self, settings: Settings) -> None:
+    def configure(self, settings: GeofenceConfig) -> None:
         """Take the ``geofence`` and ``filters`` settings (the worker's, from config.yaml)."""
-        g = settings.geofence
-        self._cfg = (Tuning(g.exit_margin_m, max(1, g.exit_fixes), g.overspeed_min_s), g, settings.filters)
+        self.tune(settings.geofence, settings.filters)
+
+    def tune(self, g: GeofenceSettings, filters: FilterSettings) -> None:
+        self._cfg = (Tuning(g.exit_margin_m, max(1, g.exit_fixes), g.overspeed_min_s), g, filters)
 
     def set_index(self, index: ZoneIndex) -> None:
         """Swap in a rebuilt index between batches (one assignment; a batch reads it once).

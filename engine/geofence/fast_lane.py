@@ -32,8 +32,8 @@ import numpy as np
 
 from engine.geofence.batch import IndexView
 from engine.geofence.fleet import NO_ZONES, PartitionFleet
-from engine.settings import FilterSettings
 from engine.telemetry.columns import FixColumns
+from engine.telemetry.settings import FilterSettings
 
 __all__ = ["NO_ZONES", "Lanes", "Moves", "split"]
 
@@ -111,9 +111,9 @@ def split(cols: FixColumns, x: np.ndarray, y: np.ndarray, fleet: PartitionFleet,
                     full_v[v] = True
                 settled[v] = z
     for vid in view.corridors:
-        v = code_of.get(vid)
-        if v is not None:
-            full_v[v] = True
+        code = code_of.get(vid)
+        if code is not None:
+            full_v[code] = True
 
     # Rows a filter looks at, or the full lane's anyway.
     row_full = full_v[codes]
@@ -163,10 +163,10 @@ def split(cols: FixColumns, x: np.ndarray, y: np.ndarray, fleet: PartitionFleet,
             zone_of_row = settled[oc[inside]]
             ok = np.zeros(inside.size, dtype=bool)
             ok[hit[zone == zone_of_row[hit]]] = True      # inside its zone
-            extra = np.zeros(inside.size, dtype=bool)
-            extra[hit[zone != zone_of_row[hit]]] = True   # inside another zone too
+            other = np.zeros(inside.size, dtype=bool)
+            other[hit[zone != zone_of_row[hit]]] = True   # inside another zone too
             applies = _applies(view, zone_of_row, cols.class_code[order][inside], cols.classes)
-            bad_v[oc[inside[~ok | extra | ~applies]]] = True
+            bad_v[oc[inside[~ok | other | ~applies]]] = True
         if view.approach_max is not None:
             near = cand
             if view.approach_classes is not None:

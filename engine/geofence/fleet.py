@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+from numpy.typing import NDArray
 
 from engine.geofence.id_index import IdIndex
 from engine.geofence.intake import stored_position
@@ -48,6 +49,16 @@ NO_ZONES: dict[str, dict] = {}  # shared by every state near no zone (never muta
 
 class PartitionFleet:
     """Every vehicle of one partition this worker has seen, one row each."""
+
+    # the columns of ``_COLUMNS`` (set by name in __init__ and _grow)
+    ts: NDArray[np.float64]
+    lat: NDArray[np.float64]
+    lon: NDArray[np.float64]
+    x: NDArray[np.float64]
+    y: NDArray[np.float64]
+    speed: NDArray[np.float64]
+    pos: NDArray[np.int64]
+    class_code: NDArray[np.uint8]
 
     def __init__(self, capacity: int = 1024):
         self.first = 0   # the row this fleet's row 0 stands for (a checkpoint block's place in its partition)

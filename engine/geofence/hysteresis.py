@@ -35,7 +35,7 @@ from typing import NamedTuple
 
 class Presence(NamedTuple):
     inside: bool
-    count: int = 0          # consecutive moving fixes pointing at the other state
+    streak: int = 0         # consecutive moving fixes pointing at the other state
     band: bool = False      # outside after a soft exit, not yet further than the margin
     out_since: float | None = None  # while inside: event time of the first fix of the current outside run
 
@@ -82,7 +82,7 @@ def step(prev: Presence, *, ts: float, inside: bool, distance: float, crossed: b
         out_since = prev.out_since if prev.out_since is not None else ts
         if distance > margin:
             return Step(Presence(False), "exit", out_since)
-        count = prev.count + 1
+        count = prev.streak + 1
         if count >= fixes:
             return Step(Presence(False, band=True), "exit", out_since)
         return Step(Presence(True, count, out_since=out_since))
@@ -90,7 +90,7 @@ def step(prev: Presence, *, ts: float, inside: bool, distance: float, crossed: b
     if inside:
         if not band or -distance > margin:
             return Step(Presence(True), "enter")
-        count = prev.count + 1
+        count = prev.streak + 1
         if count >= fixes:
             return Step(Presence(True), "enter")
         return Step(Presence(False, count, band=True))

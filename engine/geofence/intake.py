@@ -24,10 +24,10 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from engine.geofence import late as late_policy
-from engine.settings import FilterSettings
 from engine.telemetry.filters import check_jump, implied_kmh, quality_problem
 from engine.telemetry.models import Fix
-from engine.telemetry.validation import Rejection
+from engine.telemetry.rejection import Rejection
+from engine.telemetry.settings import FilterSettings
 
 
 @dataclass(slots=True)
@@ -75,7 +75,7 @@ def order(fixes: list[Fix], states: Mapping[str, dict | None], positions: Sequen
                 rejections.append(reject(f, *problem))
                 continue
         pos = None if positions is None else positions[i]
-        by_vehicle[f.vehicle_id].append((f, pos if pos is None or type(pos) is int else log_position(*pos)))
+        by_vehicle[f.vehicle_id].append((f, pos if pos is None or isinstance(pos, int) else log_position(*pos)))
     live: list[Fix] = []
     late: list[Fix] = []
     newest: dict[str, int] = {}
@@ -128,9 +128,14 @@ def jumps(live: list[Fix], states: Mapping[str, dict | None], x: np.ndarray, y: 
             sus = st.get("sus") if st else None
             suspects[vid] = list(sus) if sus else _NO_SUSPECTS   # replaced, never appended to
         here_x, here_y = xs[row], ys[row]
-        moved = math.hypot(here_x - anchor[1], here_y - anchor[2]) if anchor else None
-        if moved is not None and not suspects[vid] and f.ts > anchor[0] and \
-                max(moved - tolerance, 0.0) / (f.ts - anchor[0]) * 3.6 <= limit:
+        moved: float | None
+        if anchor is None:
+            moved, quick = None, False
+        else:
+            moved = math.hypot(here_x - anchor[1], here_y - anchor[2])
+            quick = not suspects[vid] and f.ts > anchor[0] and \
+                max(moved - tolerance, 0.0) / (f.ts - anchor[0]) * 3.6 <= limit
+        if quick:
             prev = anchor  # the common case, without building a verdict
         else:
             verdict = check_jump(anchor, suspects[vid], f.ts, here_x, here_y, filt)

@@ -29,9 +29,9 @@ import math
 from collections.abc import Callable, Sequence
 
 from engine.alerts.models import stable_id
-from engine.geofence.zones import Zone
-from engine.settings import FilterSettings
+from engine.geofence.zone_models import Zone
 from engine.telemetry.filters import implied_kmh
+from engine.telemetry.settings import FilterSettings
 
 
 def spikes(ts: Sequence[float], x: Sequence[float], y: Sequence[float], cfg: FilterSettings) -> list[bool]:

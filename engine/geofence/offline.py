@@ -24,7 +24,7 @@ import numpy as np
 from engine.alerts.models import make_alert, stable_id
 from engine.core.clock import to_iso
 from engine.geofence.fleet import PartitionFleet
-from engine.settings import GeofenceSettings
+from engine.geofence.settings import GeofenceSettings
 from engine.telemetry.models import Fix
 
 

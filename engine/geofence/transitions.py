@@ -44,7 +44,7 @@ from typing import Any, NamedTuple
 
 from engine.alerts.models import stable_id
 from engine.geofence.hysteresis import Presence, Step, step
-from engine.geofence.zones import Zone
+from engine.geofence.zone_models import Zone
 
 CLOSING = frozenset({"zone.exit", "zone.return", "zone.overspeed_end"})
 _PRESENCE_KEYS = ("n", "band", "out")
@@ -87,7 +87,7 @@ def incident_id(vehicle_id: str, zone_id: str, since: float) -> str:
 def step_zone(vehicle_id: str, zone: Zone, state: dict[str, Any] | None, obs: Observation,
               tuning: Tuning) -> tuple[dict[str, Any] | None, list[ZoneEvent]]:
     """One fix's effect on one zone that applies to the vehicle and is active."""
-    st = dict(state) if state else {"rule": zone.rule, "in": zone.rule == "corridor"}
+    st: dict[str, Any] = dict(state) if state else {"rule": zone.rule, "in": zone.rule == "corridor"}
     prev = Presence(st["in"], st.get("n", 0), st.get("band", False), st.get("out"))
     s = step(prev, ts=obs.ts, inside=obs.inside, distance=obs.distance, crossed=obs.crossed,
              moving=obs.moving, margin=tuning.margin, fixes=max(1, tuning.fixes))

@@ -2,24 +2,27 @@
 
 The record value is ``{"feature": <GeoJSON feature as written in the file>,
 "source": <file>, "loaded_at": <ISO time>}``; a tombstone (value null)
-removes the zone. This module knows the record format and how to turn
-records back into a :class:`ZoneIndex`; it does not talk to Kafka.
+removes the zone. This module writes the records and turns them back into a
+:class:`ZoneIndex`; it does not talk to Kafka. Reading one record is
+:func:`~engine.geofence.zone_models.zone_from_record`, published with the zone
+model for the domains that draw zones.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from engine.core.errors import ZoneFileError
+from engine.geo.geojson import feature_id
 from engine.geofence.index import ZoneIndex
-from engine.geofence.zones import Zone, feature_id, load_zone_dir, parse_feature_collection
-from engine.settings import ZonesSettings
+from engine.geofence.settings import ZonesSettings
+from engine.geofence.zone_models import load_zone_dir, zone_from_record
 
 log = logging.getLogger(__name__)
 
@@ -58,20 +61,6 @@ def apply_records(records: dict[str, bytes], batch: Iterable[Any]) -> int:
             records[key] = r.value
         n += 1
     return n
-
-
-def zone_from_record(zone_id: str, value: Mapping[str, Any] | bytes, *, tz: str) -> Zone:
-    """One stored record -> :class:`Zone` (raises :class:`ZoneFileError` if it is not valid)."""
-    rec = orjson.loads(value) if isinstance(value, (bytes, str)) else value
-    if not isinstance(rec, Mapping) or not isinstance(rec.get("feature"), Mapping):
-        raise ZoneFileError(f"zones topic key {zone_id}", "record has no 'feature' object")
-    source = str(rec.get("source") or f"zones topic key {zone_id}")
-    [zone] = parse_feature_collection({"type": "FeatureCollection", "features": [rec["feature"]]},
-                                      source=source, tz=tz)
-    if zone.id != zone_id:
-        raise ZoneFileError(source, f"record key {zone_id!r} differs from the feature's id {zone.id!r}",
-                            feature=zone.id, field="properties.id")
-    return zone
 
 
 def build_index(records: Iterable[tuple[str, Any]], *, tz: str, crs: str) -> tuple[ZoneIndex, list[str]]:

@@ -16,21 +16,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import faust
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from engine.core.metrics import WorkerMetrics
 from engine.geofence.checker import ZoneChecker
 from engine.geofence.index import ZoneIndex
+from engine.geofence.settings import GeofenceConfig
 from engine.geofence.zone_store import apply_records, build_index
-from engine.core.metrics import WorkerMetrics
-from engine.settings import Settings
-from engine.zones_cli import read_zone_records_at
+from engine.geofence.zone_topic import ZONES_PARTITION, read_zone_records_at
+from engine.kafka.follow import At, Source, follow
 
 log = logging.getLogger(__name__)
 
 
-def _build(settings: Settings, records: dict[str, bytes], metrics: WorkerMetrics) -> ZoneIndex:
+def _build(settings: GeofenceConfig, records: dict[str, bytes], metrics: WorkerMetrics) -> ZoneIndex:
     index, errors = build_index(records.items(), tz=settings.city.tz, crs=settings.city.crs)
     for err in errors:
         log.error("zones: skipping invalid zone record %s", err)
@@ -39,37 +40,37 @@ def _build(settings: Settings, records: dict[str, bytes], metrics: WorkerMetrics
     return index
 
 
-def initial_index(settings: Settings, metrics: WorkerMetrics) -> tuple[ZoneIndex, dict[str, bytes], int]:
+def initial_index(settings: GeofenceConfig, metrics: WorkerMetrics) -> tuple[ZoneIndex, dict[str, bytes], int]:
     """Read the zones topic to its end: the index, the records and the offset to follow from."""
-    records, offset = asyncio.run(read_zone_records_at(settings))
+    records, offset = asyncio.run(read_zone_records_at(settings.kafka))
     index = _build(settings, records, metrics)
     log.info("zones: %d zones from topic %s", len(index), settings.kafka.topics.zones)
     return index, records, offset
 
 
-def register(app: faust.App, settings: Settings, checker: ZoneChecker, metrics: WorkerMetrics,
+def register(app: faust.App, settings: GeofenceConfig, checker: ZoneChecker, metrics: WorkerMetrics,
              records: dict[str, bytes], offset: int) -> None:
-    @app.task
-    async def follow_zones() -> None:
-        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.servers, group_id=None,
-                                    enable_auto_commit=False, fetch_max_wait_ms=200)
-        await consumer.start()
-        tp = TopicPartition(settings.kafka.topics.zones, 0)
-        consumer.assign([tp])
-        consumer.seek(tp, offset)
+    dirty = False
+
+    def fold(batch: list[Any]) -> None:
+        nonlocal dirty
+        dirty = apply_records(records, batch) > 0 or dirty
+
+    async def rebuild() -> None:
+        """On a quiet fetch after changes: rebuild once for the whole burst."""
+        nonlocal dirty
+        if not dirty:
+            return
         dirty = False
         try:
-            while True:
-                got = apply_records(records, (await consumer.getmany(tp, timeout_ms=300)).get(tp, []))
-                dirty = dirty or got > 0
-                if dirty and not got:  # a quiet fetch after changes: rebuild once for the whole burst
-                    dirty = False
-                    try:
-                        index = await asyncio.to_thread(_build, settings, dict(records), metrics)
-                    except Exception:  # noqa: BLE001 - keep serving the old index
-                        log.exception("zones: rebuilding the index failed; the previous index stays in use")
-                        continue
-                    checker.set_index(index)
-                    log.info("zones: index rebuilt: %d zones", len(index))
-        finally:
-            await consumer.stop()
+            index = await asyncio.to_thread(_build, settings, dict(records), metrics)
+        except Exception:  # noqa: BLE001 - keep serving the old index
+            log.exception("zones: rebuilding the index failed; the previous index stays in use")
+            return
+        checker.set_index(index)
+        log.info("zones: index rebuilt: %d zones", len(index))
+
+    @app.task
+    async def follow_zones() -> None:
+        source = Source(settings.kafka.topics.zones, At(offset), fold, partitions=(ZONES_PARTITION,))
+        await follow(settings.kafka.servers, [source], name="zones", on_idle=rebuild)

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from engine.kafka.faust_fixes import KnownTopicsProducer, SafeTransport
-from engine.settings import KafkaSettings
+from engine.kafka.settings import KafkaSettings
 
 
 def producer_options(kafka: KafkaSettings) -> dict[str, Any]:

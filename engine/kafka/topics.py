@@ -1,27 +1,50 @@
-"""The Kafka topics Citywatch owns, created once with the configured partition count and replication.
+"""Topics in a Faust app, and creating topics from their specs.
 
-Producers (bridge) and Faust workers both call :func:`ensure_topics` at start,
-so whichever starts first creates them with the same partition count and a
-vehicle's key hashes to the same partition everywhere.
+:class:`Topics` holds the three topics several domains share (``fixes``,
+``fixes.rejected``, ``alerts``), named by the ``kafka.topics`` settings; it
+lives here, below the domains that are handed it (telemetry, geofence,
+vetting, casework), not in the app that declares it. Which topics exist and
+how each is configured is the top floor's knowledge (:mod:`engine.topology`):
+:func:`ensure_topics` creates whatever specs it is given.
+
+Faust is needed only by whoever passes an app: the bridge creates topics
+without importing it.
 """
 
 from __future__ import annotations
 
-from engine.brokers.kafka import create_topics
-from engine.casework.report_topics import report_topic_specs
-from engine.settings import Settings
-from engine.casework.task_topics import task_topic_specs
-from engine.vetting.topics import vetting_topic_specs
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from engine.kafka.admin import TopicSpecs, create_topics
+from engine.kafka.settings import KafkaSettings
+
+if TYPE_CHECKING:
+    import faust
 
 
-def topic_specs(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
-    n, t = settings.kafka.partitions, settings.kafka.topics
-    return {t.fixes: (n, {}), t.fixes_rejected: (n, {}), t.alerts: (n, {}),
-            t.zones: (1, {"cleanup.policy": "compact"}), **vetting_topic_specs(settings),
-            **report_topic_specs(settings), **task_topic_specs(settings)}
+@dataclass(frozen=True)
+class Topics:
+    fixes: faust.TopicT
+    fixes_rejected: faust.TopicT
+    alerts: faust.TopicT
 
 
-def ensure_topics(settings: Settings) -> None:
-    """Create the topics with ``kafka.replication`` replicas and ``kafka.min_insync_replicas``."""
-    k = settings.kafka
-    create_topics(k.bootstrap, topic_specs(settings), replication=k.replication, min_insync=k.min_insync_replicas)
+def raw_topic(app: faust.App, *names: str, partitions: int) -> faust.TopicT:
+    """A raw-bytes topic (several names: one stream over all of them); records are JSON read with orjson."""
+    return app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
+                     partitions=partitions)
+
+
+def declare_topics(app: faust.App, kafka: KafkaSettings) -> Topics:
+    names, n = kafka.topics, kafka.partitions
+    return Topics(*(raw_topic(app, name, partitions=n) for name in (names.fixes, names.fixes_rejected, names.alerts)))
+
+
+def ensure_topics(kafka: KafkaSettings, specs: TopicSpecs) -> None:
+    """Create ``specs`` with ``kafka.replication`` replicas and ``kafka.min_insync_replicas``.
+
+    Producers (bridge) and Faust workers both call this at start, so whichever starts first creates the
+    topics with the same partition count and a vehicle's key hashes to the same partition everywhere.
+    """
+    create_topics(kafka.bootstrap, specs, replication=kafka.replication, min_insync=kafka.min_insync_replicas)

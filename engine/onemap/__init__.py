@@ -3,7 +3,7 @@
 Every worker serves ``/``: zones, vehicles, alerts, open incidents and open
 citizen tasks on one map, updated by server-sent events. Each worker follows
 the whole of the ``fixes``, ``alerts``, ``zones`` and ``tasks`` topics with
-group-less consumers (:mod:`engine.onemap.follow`), so whichever worker a
+group-less consumers (:mod:`engine.kafka.follow`), so whichever worker a
 browser reaches sees every vehicle. :class:`~engine.onemap.view.OneMapView`
 holds the state and computes snapshots and deltas (pure, clock injected);
 :class:`~engine.onemap.push.Hub` pushes one encoded delta per tick to every

@@ -20,14 +20,14 @@ import orjson
 
 from engine.core.clock import Clock
 from engine.core.metrics import WorkerMetrics
+from engine.kafka.follow import Source, follow
 from engine.onemap import api
-from engine.onemap.follow import follow
 from engine.onemap.models import LEVELS, InvalidRecord
 from engine.onemap.push import Hub
+from engine.onemap.settings import OneMapConfig
 from engine.onemap.view import OneMapView
 from engine.onemap.zones import display_zones, grid_zones
-from engine.settings import Settings
-from engine.telemetry.models import decode_fixes
+from engine.telemetry.wire import decode_fixes
 from engine.web.guard import app_guard
 
 log = logging.getLogger(__name__)
@@ -35,18 +35,18 @@ log = logging.getLogger(__name__)
 DECODE_ERRORS = (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError)
 
 
-def tasks_topic(settings: Settings) -> str:
+def tasks_topic(settings: OneMapConfig) -> str:
     """``onemap.tasks_topic``, else the tasks service's topic (``tasks.topics.tasks``), else ``tasks``."""
     tasks = getattr(settings, "tasks", None)  # a build without the tasks service has no such settings
     return settings.onemap.tasks_topic or getattr(getattr(tasks, "topics", None), "tasks", "tasks")
 
 
-def grid_dir(settings: Settings) -> str:
+def grid_dir(settings: OneMapConfig) -> str:
     """The grid files the reports service routes by (``reports.grid_dir``), else ``zones/grid``."""
     return getattr(getattr(settings, "reports", None), "grid_dir", "zones/grid")
 
 
-def page_config(settings: Settings) -> dict[str, Any]:
+def page_config(settings: OneMapConfig) -> dict[str, Any]:
     m = settings.onemap
     return {"city": {"name": settings.city.name, "tz": settings.city.tz, "bounds": asdict(settings.city.bounds)},
             "tile_url": m.tile_url, "tile_attribution": m.tile_attribution, "tile_max_zoom": m.tile_max_zoom,
@@ -56,7 +56,7 @@ def page_config(settings: Settings) -> dict[str, Any]:
 class Feeds:
     """Record batches of each topic -> the view."""
 
-    def __init__(self, view: OneMapView, settings: Settings, metrics: WorkerMetrics | None = None):
+    def __init__(self, view: OneMapView, settings: OneMapConfig, metrics: WorkerMetrics | None = None):
         self.view, self.settings, self.metrics = view, settings, metrics
         self.zone_records: dict[str, bytes] = {}
 
@@ -114,7 +114,7 @@ class Feeds:
                     r.topic, r.partition, r.offset, reason, detail)
 
 
-def register(app: faust.App, settings: Settings, metrics: WorkerMetrics, clock: Clock) -> OneMapView | None:
+def register(app: faust.App, settings: OneMapConfig, metrics: WorkerMetrics, clock: Clock) -> OneMapView | None:
     """The one-map on this worker (nothing when ``onemap.enabled`` is false); returns its view."""
     m = settings.onemap
     if not m.enabled:
@@ -126,7 +126,8 @@ def register(app: faust.App, settings: Settings, metrics: WorkerMetrics, clock: 
 
     def follower(topic: str, handle: Any, start: str | float) -> None:
         async def run() -> None:
-            await follow(topic, servers, handle, start=start, clock=clock)
+            await follow(servers, [Source(topic, start, handle)], name="onemap", clock=clock, max_records=5000,
+                         topic_wait_s=5.0, retry_fetch_errors=True)
         run.__name__ = run.__qualname__ = f"onemap_follow_{topic}"  # one Faust task name per topic
         app.task(run)
 

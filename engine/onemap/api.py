@@ -22,12 +22,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
 import orjson
 from aiohttp import web
 from faust.web import View
+from faust.web.drivers.aiohttp import Web as AiohttpWeb
 
 from engine.onemap.push import RESYNC, RETRY_MS, Hub
 from engine.web.guard import Guard
@@ -128,8 +129,9 @@ def register(app: faust.App, handlers: Handlers, guard: Guard) -> None:
         async def get(self, request: web.Request, vehicle_id: str) -> web.Response:
             return await handlers.track(request, vehicle_id)
 
-    app.web.add_static("/onemap/static/", STATIC)
-    app.web.web_app.on_shutdown.append(handlers.hub.close)  # open streams end before the server waits for them
+    server = cast(AiohttpWeb, app.web)  # faust types app.web as its driver base; the workers run the aiohttp one
+    server.add_static("/onemap/static/", STATIC)
+    server.web_app.on_shutdown.append(handlers.hub.close)  # open streams end before the server waits for them
 
 
 class _PlainView:

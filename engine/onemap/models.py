@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 from engine.telemetry.models import CLASSES
 
@@ -92,7 +92,7 @@ def task_summary(key: str | None, value: Any) -> dict[str, Any]:
     if lat is not None and not (_finite(lat) and _finite(lon) and -90 <= lat <= 90 and -180 <= lon <= 180):
         raise InvalidRecord("bad_coordinates", f"task {tid}: lat/long must be WGS-84 degrees")
     out: dict[str, Any] = {"id": tid, "status": status, "level": level, "overdue": value.get("overdue") is True}
-    if lat is not None:
+    if lat is not None and lon is not None:
         out["lat"], out["lon"] = coord(lat), coord(lon)
     for src, dst in (("service_code", "code"), ("service_name", "name"), ("state", "state"),
                      ("agency_responsible", "agency"), ("requested_datetime", "requested"),
@@ -119,5 +119,5 @@ def event_time(value: Any) -> float | None:
     return None
 
 
-def _finite(x: Any) -> bool:
+def _finite(x: Any) -> TypeGuard[float]:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)

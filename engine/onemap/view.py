@@ -51,10 +51,11 @@ from engine.onemap.models import (
     event_time,
     task_summary,
 )
+from engine.onemap.settings import OneMapSettings
 from engine.onemap.zones import DisplayZone
-from engine.settings import FilterSettings, OneMapSettings
 from engine.telemetry.filters import quality_problem
 from engine.telemetry.models import CLASSES, Fix
+from engine.telemetry.settings import FilterSettings
 
 ZONE_ACTIVITY_CHECK_S = 30.0
 

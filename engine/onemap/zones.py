@@ -1,9 +1,12 @@
 """Zones as the map draws them: GeoJSON features in WGS-84 with their true shape.
 
 A circle (Point + ``radius_m``) and a corridor (LineString + ``width_m``) are
-buffered in the city's metric CRS exactly as the zone index does, then brought
-back to WGS-84, so what the operator sees is the area that is checked.
-Records are validated by the geofence's own parser. Grid boundaries
+buffered in the city's metric CRS by the function the zone index uses
+(:func:`engine.geo.areas.projected_area`, with fewer segments per circle and
+simplified to ``SIMPLIFY_M``: a drawing, not a check), then brought back to
+WGS-84, so what the operator sees is the area that is checked. Records are
+validated by the geofence's published zone model
+(:func:`engine.geofence.zone_models.zone_from_record`). Grid boundaries
 (``"rule": "grid"``, no geofence rule) come from the grid files the reports
 service uses (:func:`grid_zones`), or from the zones topic should one be put
 there; they are drawn as written.
@@ -13,20 +16,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
 import shapely
-from pyproj import Transformer
 from shapely.geometry import mapping, shape
 from shapely.geometry.base import BaseGeometry
 
 from engine.core.errors import ZoneFileError
-from engine.geofence.zone_store import zone_from_record
-from engine.geofence.zones import Zone, feature_id
+from engine.geo.areas import projected_area
+from engine.geo.geojson import feature_id
+from engine.geo.projection import geometry_to_lonlat
+from engine.geofence.zone_models import Zone, zone_from_record
 
 QUAD_SEGS = 16
 SIMPLIFY_M = 1.0
@@ -122,20 +125,12 @@ def _grid(zone_id: str, feature: dict[str, Any]) -> DisplayZone:
 
 
 def _area_wgs84(zone: Zone, crs: str) -> BaseGeometry:
+    """A polygon as written; a circle or corridor as its area, drawn in lon/lat."""
     if zone.radius_m is None and zone.width_m is None:
         return zone.geometry
-    to_xy, to_ll = _transformers(crs)
-    g = shapely.transform(zone.geometry, to_xy.transform, interleaved=False)
-    g = shapely.buffer(g, zone.radius_m if zone.radius_m is not None else zone.width_m / 2, quad_segs=QUAD_SEGS)
-    g = shapely.simplify(g, SIMPLIFY_M)
-    return shapely.transform(g, to_ll.transform, interleaved=False)
+    area = projected_area(zone.geometry, crs, radius_m=zone.radius_m, width_m=zone.width_m, quad_segs=QUAD_SEGS)
+    return geometry_to_lonlat(shapely.simplify(area, SIMPLIFY_M), crs)
 
 
 def _rounded(geometry: BaseGeometry) -> dict[str, Any]:
     return orjson.loads(orjson.dumps(mapping(shapely.transform(geometry, lambda xy: np.round(xy, 6)))))  # lists, not tuples
-
-
-@lru_cache(maxsize=4)
-def _transformers(crs: str) -> tuple[Transformer, Transformer]:
-    return (Transformer.from_crs("EPSG:4326", crs, always_xy=True),
-            Transformer.from_crs(crs, "EPSG:4326", always_xy=True))

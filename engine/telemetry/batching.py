@@ -60,7 +60,8 @@ class Batch(Generic[T]):
 
 def _runs(tags: list[T]) -> tuple[list[T], list[int]]:
     """Run-length encoding of the per-row owners ``tags`` (by identity)."""
-    out, counts = [], []
+    out: list[T] = []
+    counts: list[int] = []
     last: object = _NONE
     for t in tags:
         if t is last:

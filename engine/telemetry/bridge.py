@@ -11,11 +11,11 @@ event loop, in arrival order, and each partition has one batch in flight
 (:mod:`engine.telemetry.delivery`), so each vehicle's fixes reach Kafka in
 arrival order, also when Kafka fails and batches are retried. What validation
 rejects goes to ``fixes.rejected``, one record per rejection with its reason
-(:class:`~engine.telemetry.validation.Rejection`), counted in
+(:class:`~engine.telemetry.rejection.Rejection`), counted in
 ``citywatch_bridge_rejections_total{reason}`` once its message is acknowledged.
 
 Per MQTT message the bridge does the least it can: the subscriber
-(:mod:`engine.mqtt_bulk`) hands over every message one socket read
+(:mod:`engine.mqtt.subscriber`) hands over every message one socket read
 brought, as one list; they are validated at once (single-fix messages as one
 array, :mod:`engine.telemetry.bulk_validation`), counted once per list, and
 acknowledged in one write per Kafka delivery (the PUBACKs of every message
@@ -48,18 +48,21 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
 from engine.core.clock import Clock, SystemClock
+from engine.core.metrics import BridgeMetrics
+from engine.kafka.admin import TopicSpecs
 from engine.kafka.producers import producer_options
 from engine.kafka.topics import ensure_topics
-from engine.core.metrics import BridgeMetrics
-from engine.mqtt_bulk import Message, Subscriber
-from engine.settings import Settings
+from engine.mqtt.packets import Message
+from engine.mqtt.subscriber import Subscriber
 from engine.telemetry.batching import Batch, PartitionBatcher
 from engine.telemetry.bridge_http import BridgeHttp
 from engine.telemetry.broker_drops import BrokerDropWatch
 from engine.telemetry.bulk_validation import parse_messages
 from engine.telemetry.columns import FixColumns
 from engine.telemetry.delivery import KafkaHealth, OrderedLanes, Record, deliver
-from engine.telemetry.validation import Parsed, Rejection, parse_payload
+from engine.telemetry.rejection import Parsed, Rejection
+from engine.telemetry.settings import TelemetryConfig
+from engine.telemetry.validation import parse_payload
 
 log = logging.getLogger(__name__)
 
@@ -75,16 +78,17 @@ class Ticket:
     rejections: list[Rejection] = field(default_factory=list)
 
 
-def subscriptions(settings: Settings) -> list[tuple[str, int]]:
+def subscriptions(settings: TelemetryConfig) -> list[tuple[str, int]]:
     prefix, qos, group = settings.mqtt.fixes_topic, settings.mqtt.qos, settings.bridge.shared_group
     topics = [f"{prefix}/#", prefix]
     return [(f"$share/{group}/{t}" if group else t, qos) for t in topics]
 
 
 class Bridge:
-    def __init__(self, settings: Settings, *, clock: Clock | None = None,
+    def __init__(self, settings: TelemetryConfig, *, topic_specs: TopicSpecs, clock: Clock | None = None,
                  registry: CollectorRegistry | None = None):
         self.settings = settings
+        self.topic_specs = topic_specs  # it may start before any worker: it creates every topic, as they do
         self.clock = clock or SystemClock()
         self.registry = registry or CollectorRegistry()
         self.metrics = BridgeMetrics(self.registry)
@@ -300,7 +304,7 @@ class Bridge:
 
     async def _bridge(self, stop: asyncio.Event) -> None:
         s = self.settings
-        await asyncio.to_thread(ensure_topics, s)
+        await asyncio.to_thread(ensure_topics, s.kafka, self.topic_specs)
         timeout_ms = max(1000, int(s.bridge.kafka_timeout_s * 1000))
         # linger_ms 0: each record is already a batch (PartitionBatcher), and a partition has one in flight
         self._producer = AIOKafkaProducer(bootstrap_servers=s.kafka.servers, **producer_options(s.kafka),

@@ -17,13 +17,12 @@ import logging
 
 import paho.mqtt.client as mqtt
 
-from engine import mqtt as mqttc
 from engine.core.metrics import BridgeMetrics
-from engine.settings import MqttSettings
+from engine.mqtt import paho as mqttc
+from engine.mqtt.settings import MqttSettings
+from engine.mqtt.sys_topics import SYS_DROPPED
 
 log = logging.getLogger(__name__)
-
-SYS_DROPPED = "$SYS/broker/publish/messages/dropped"
 
 
 def dropped_since(last: float | None, value: float) -> float:

@@ -25,9 +25,11 @@ from dataclasses import dataclass, field
 import msgspec
 
 from engine.core.errors import FixRejected
-from engine.settings import Settings
 from engine.telemetry.columns import FixColumns, concat
-from engine.telemetry.validation import Parsed, Rejection, parse_payload, topic_map
+from engine.telemetry.fix_rules import topic_map
+from engine.telemetry.rejection import Parsed, Rejection
+from engine.telemetry.settings import TelemetryConfig
+from engine.telemetry.validation import parse_payload
 
 _ONE_VALUE = msgspec.json.Decoder(msgspec.Raw)
 
@@ -42,7 +44,7 @@ class ParsedMany:
     rejections: list[list[Rejection]] = field(default_factory=list)  # per message
 
 
-def parse_messages(messages: list[tuple[str, bytes]], *, settings: Settings, now: float) -> ParsedMany:
+def parse_messages(messages: list[tuple[str, bytes]], *, settings: TelemetryConfig, now: float) -> ParsedMany:
     """``(topic, payload)`` pairs -> what :func:`parse_payload` gives for each alone, gathered in one result."""
     n = len(messages)
     answers: list[Parsed | None] = [None] * n   # a message validated alone
@@ -84,12 +86,12 @@ def _one_value(payload: bytes) -> bool:
     return True
 
 
-def _alone(topic: str, payload: bytes, settings: Settings, now: float) -> Parsed:
+def _alone(topic: str, payload: bytes, settings: TelemetryConfig, now: float) -> Parsed:
     return parse_payload(payload, topic=topic, settings=settings, now=now)
 
 
 def _join(messages: list[tuple[str, bytes]], group: list[int], gateway: str, vehicles: list[str | None],
-          settings: Settings, now: float, answers: list[Parsed | None],
+          settings: TelemetryConfig, now: float, answers: list[Parsed | None],
           rows_of: list[tuple[FixColumns, int] | None]) -> None:
     """Validate the messages of ``group`` as one array; those it cannot vouch for, alone."""
     if not group:

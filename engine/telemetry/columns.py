@@ -12,7 +12,7 @@ objects, through :meth:`FixColumns.fix`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 
 import numpy as np
 
@@ -40,6 +40,7 @@ class FixColumns:
     valid: np.ndarray         # int8, -1 = not sent, 0 false, 1 true
     class_code: np.ndarray    # uint8 index into ``classes``
     source_code: np.ndarray   # uint8 index into ``sources``
+    _: KW_ONLY
     classes: tuple[str, ...]
     sources: tuple[str, ...]
 
@@ -110,9 +111,9 @@ def from_fixes(fixes: Sequence[Fix]) -> FixColumns:
     class_code, classes = _codes([f.vclass for f in fixes])
     source_code, sources = _codes([f.source for f in fixes])
     valid = np.fromiter((-1 if f.valid is None else int(f.valid) for f in fixes), np.int8, n)
-    return FixColumns([f.vehicle_id for f in fixes], *(floats(name) for name in FLOAT_FIELDS),
-                      *(flags(name) for name in FLAG_FIELDS), valid, class_code, source_code,
-                      classes=classes, sources=sources)
+    arrays = [*(floats(name) for name in FLOAT_FIELDS), *(flags(name) for name in FLAG_FIELDS), valid, class_code,
+              source_code]
+    return FixColumns([f.vehicle_id for f in fixes], *arrays, classes=classes, sources=sources)
 
 
 def concat(parts: Sequence[FixColumns]) -> FixColumns:
@@ -129,7 +130,8 @@ def concat(parts: Sequence[FixColumns]) -> FixColumns:
     source_code, sources = _merged_codes(parts, "sources", "source_code")
     ids = [vid for p in parts for vid in p.vehicle_id]
     arrays = [np.concatenate([getattr(p, name) for p in parts]) for name in _ARRAYS[:-2]]
-    return FixColumns(ids, *arrays, class_code, source_code, classes=classes, sources=sources)
+    arrays += (class_code, source_code)
+    return FixColumns(ids, *arrays, classes=classes, sources=sources)
 
 
 def _merged_codes(parts: Sequence[FixColumns], table_name: str, code_name: str) -> tuple[np.ndarray, tuple[str, ...]]:

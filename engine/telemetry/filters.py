@@ -27,8 +27,8 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from engine.settings import FilterSettings
 from engine.telemetry.models import Fix
+from engine.telemetry.settings import FilterSettings
 
 FIX_VALID_BIT = 1 << 1  # JT/T 808 status bit 1: positioning valid
 

@@ -1,17 +1,14 @@
-"""One GPS fix as a Python object, vehicle classes, and the readers of the Kafka ``fixes`` record.
+"""One GPS fix as a Python object, and the vehicle classes.
 
-The record's format is :mod:`engine.telemetry.wire`.
+The Kafka ``fixes`` record and its readers are :mod:`engine.telemetry.wire`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
-
-if TYPE_CHECKING:
-    from engine.telemetry.columns import FixColumns
 
 CLASSES = ("hazmat", "police", "fire", "ambulance", "taxi", "bus", "ride_hailing", "other")
 
@@ -51,19 +48,3 @@ class Fix:
             received_at=d.get("received_at"), source=d.get("source") or "mqtt",
             valid=d.get("valid"), status_flags=d.get("status_flags"),
         )
-
-
-def decode_columns(value: bytes | None) -> FixColumns:
-    """A ``fixes`` record as columns (:func:`engine.telemetry.wire.decode`: binary, or the old JSON form).
-
-    Raises :class:`ValueError` naming the problem for anything else (a foreign
-    producer's record), so a worker can reject it instead of failing on it later.
-    """
-    from engine.telemetry import wire  # here: wire builds on this module (Fix) and on columns
-
-    return wire.decode(value)
-
-
-def decode_fixes(value: bytes | None) -> list[Fix]:
-    """A ``fixes`` record as :class:`Fix` objects (readers off the hot path); :class:`ValueError` as above."""
-    return decode_columns(value).fixes()

@@ -78,7 +78,8 @@ def encode(cols: FixColumns) -> bytes:
     head = _HEADER.pack(MAGIC, VERSION, n, len(ids), len(cols.classes), len(cols.sources), len(classes),
                         len(sources))
     pad = b"\x00" * (-(len(head) + len(ids) + len(classes) + len(sources)) % 8)
-    return b"".join([head, ids, classes, sources, pad, floats, flags, small])
+    # numpy's stubs declare ndarray.__buffer__ for Python 3.12+ only
+    return b"".join([head, ids, classes, sources, pad, floats, flags, small])  # type: ignore[list-item]
 
 
 def _block(cols: FixColumns, names: tuple[str, ...], dtype: np.dtype, n: int) -> np.ndarray:
@@ -120,6 +121,20 @@ def decode(value: bytes | bytearray | memoryview | None) -> FixColumns:
     return _decode_json(value)
 
 
+def decode_columns(value: bytes | None) -> FixColumns:
+    """A ``fixes`` record as columns (:func:`decode`: binary, or the old JSON form).
+
+    Raises :class:`ValueError` naming the problem for anything else (a foreign
+    producer's record), so a worker can reject it instead of failing on it later.
+    """
+    return decode(value)
+
+
+def decode_fixes(value: bytes | None) -> list[Fix]:
+    """A ``fixes`` record as :class:`Fix` objects (readers off the hot path); :class:`ValueError` as above."""
+    return decode(value).fixes()
+
+
 def _decode_binary(value: bytes) -> FixColumns:
     size = len(value)
     if size < _HEADER.size:
@@ -153,8 +168,8 @@ def _decode_binary(value: bytes) -> FixColumns:
     at += _N_FLAGS * n * 8
     small = np.frombuffer(value, _U1, _N_SMALL * n, at).reshape(_N_SMALL, n).copy()
     _check_values(floats, flags, small, n_cls, n_src)
-    return FixColumns(ids, *floats, *flags, small[0].view(np.int8), small[1], small[2], classes=classes,
-                      sources=sources)
+    arrays = [*floats, *flags, small[0].view(np.int8), small[1], small[2]]
+    return FixColumns(ids, *arrays, classes=classes, sources=sources)
 
 
 def _split(raw: bytes, count: int, what: str) -> list[str]:

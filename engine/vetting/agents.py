@@ -25,22 +25,22 @@ import orjson
 from engine.alerts.kafka_sink import KafkaAlertSink
 from engine.core.clock import Clock
 from engine.core.metrics import WorkerMetrics
-from engine.settings import Settings
-from engine.topics import Topics
+from engine.kafka.answers import AnswerWaiter, follow_answers
+from engine.kafka.tables import StrKeys
+from engine.kafka.topics import Topics
 from engine.vetting import api
 from engine.vetting.errors import InvalidInput
 from engine.vetting.intake import Intake, rejection
 from engine.vetting.models import Application, Record
 from engine.vetting.privacy import PersonKeyer, get_logger
 from engine.vetting.service import Vetting
-from engine.vetting.tables import StrKeys
+from engine.vetting.settings import VettingConfig
 from engine.vetting.topics import PersonPartitioner, declare_vetting_topics, record_key
-from engine.vetting.waiter import DecisionWaiter, follow_decisions
 
 log = get_logger(__name__)
 
 
-def register(app: faust.App, settings: Settings, metrics: WorkerMetrics, clock: Clock, topics: Topics) -> Vetting:
+def register(app: faust.App, settings: VettingConfig, metrics: WorkerMetrics, clock: Clock, topics: Topics) -> Vetting:
     """Declare vetting's topics, tables, agents and HTTP views on ``app``; returns the :class:`Vetting`."""
     cfg, n = settings.vetting, settings.kafka.partitions
     keyer = PersonKeyer(cfg.hmac_key)
@@ -58,7 +58,7 @@ def register(app: faust.App, settings: Settings, metrics: WorkerMetrics, clock: 
     svc = Vetting(cfg, tz, clock, StrKeys(people), StrKeys(records))
     intake = Intake(keyer, cfg, tz, clock)
     sink = KafkaAlertSink(app, topics.alerts, metrics, clock)
-    waiter = DecisionWaiter()
+    waiter = AnswerWaiter()
     partition_of = PersonPartitioner(n)
 
     def failed(agent: str, event: faust.EventT) -> None:
@@ -148,7 +148,7 @@ def register(app: faust.App, settings: Settings, metrics: WorkerMetrics, clock: 
 
     @app.task
     async def follow_vetting_decisions() -> None:
-        await follow_decisions(settings, waiter)
+        await follow_answers("follow_decisions", settings.kafka.servers, settings.vetting.topics.decisions, waiter)
 
     api.register(app, svc=svc, topics=vt, intake=intake, waiter=waiter, people=people, settings=settings,
                  metrics=metrics, clock=clock, partition_of=partition_of)

@@ -33,14 +33,14 @@ from faust.web import Request, Response, View
 
 from engine.core.clock import Clock
 from engine.core.metrics import WorkerMetrics
-from engine.settings import Settings
+from engine.kafka.answers import AnswerWaiter
 from engine.vetting.errors import InvalidInput
 from engine.vetting.intake import Intake
 from engine.vetting.privacy import get_logger
 from engine.vetting.service import Vetting
+from engine.vetting.settings import VettingConfig
 from engine.vetting.topics import VettingTopics, record_key
 from engine.vetting.validation import errors_of
-from engine.vetting.waiter import DecisionWaiter
 from engine.web.guard import app_guard
 
 log = get_logger(__name__)
@@ -50,8 +50,8 @@ APPLICATION_ID = re.compile(r"([0-9a-f]{64})-[0-9a-f]{12}")
 DRIVER_KEY = re.compile(r"[0-9a-f]{64}")
 
 
-def register(app: faust.App, *, svc: Vetting, topics: VettingTopics, intake: Intake, waiter: DecisionWaiter,
-             people: faust.Table, settings: Settings, metrics: WorkerMetrics, clock: Clock,
+def register(app: faust.App, *, svc: Vetting, topics: VettingTopics, intake: Intake, waiter: AnswerWaiter,
+             people: faust.Table, settings: VettingConfig, metrics: WorkerMetrics, clock: Clock,
              partition_of: Callable[[str], int]) -> None:
     timeout = settings.vetting.decision_timeout_s
     guard = app_guard(app, settings.web, lambda reason: metrics.http_refused.labels(reason).inc())
@@ -129,7 +129,7 @@ def register(app: faust.App, *, svc: Vetting, topics: VettingTopics, intake: Int
         try:
             forwarded = await routed(view, request, pk)
         except Exception:  # noqa: BLE001 - owner unknown (rebalancing) or unreachable
-            log.warning("GET %s: the owner of the partition could not be reached", request.path[:40])
+            log.warning("GET %s: the owner of the partition could not be reached", request.rel_url.path[:40])
             return problem(view, 503, "unavailable", "the worker holding this record is not reachable; try again")
         if forwarded is not None:
             return forwarded

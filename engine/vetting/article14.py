@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
-from engine.settings import VettingSettings
 from engine.vetting.calendar import add_years, cycle_bounds, cycle_index
 from engine.vetting.models import (
     CRIME,
@@ -25,6 +24,7 @@ from engine.vetting.models import (
     Record,
 )
 from engine.vetting.rules import Facts, Rule, Verdict, dates_of, fail, review, rule, span, split_list
+from engine.vetting.settings import VettingSettings
 
 
 @rule("art14.licence_class", "Holds a driving licence of a class that covers the vehicle ({licence_classes}); "

@@ -14,12 +14,12 @@ import orjson
 
 from engine.core.clock import Clock
 from engine.core.limits import too_deep
-from engine.settings import VettingSettings
 from engine.vetting import idnumber
 from engine.vetting.calendar import local_date
 from engine.vetting.errors import InvalidInput
 from engine.vetting.models import Application, Record
 from engine.vetting.privacy import PersonKeyer, mask, scrub
+from engine.vetting.settings import VettingSettings
 from engine.vetting.validation import errors_of, parse_application, parse_record
 
 MAX_RECORDS_PER_REQUEST = 1000
@@ -62,9 +62,9 @@ class Intake:
             seen.add((r.person_key, r.id))
             out.append(r)
         if problems:
-            exc = InvalidInput(problems[0].field, problems[0].reason, problems[0].code)
-            exc.errors = problems  # type: ignore[attr-defined]
-            raise exc
+            error = InvalidInput(problems[0].field, problems[0].reason, problems[0].code)
+            error.errors = problems  # type: ignore[attr-defined]
+            raise error
         return out
 
 

@@ -4,10 +4,10 @@ conditions other cities impose, switched on in ``vetting.rules``.
 
 from __future__ import annotations
 
-from engine.settings import VettingSettings
 from engine.vetting.calendar import add_months, add_years, whole_years
 from engine.vetting.models import TAXI_CERTIFICATE_REVOKED, VIOLATION
 from engine.vetting.rules import Facts, Verdict, dates_of, fail, review, rule, span, split_list
+from engine.vetting.settings import VettingSettings
 
 TEMPORARY = "temporary"
 

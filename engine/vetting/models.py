@@ -8,6 +8,7 @@ dicts (Kafka values, table values) through ``to_dict``/``from_dict``.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -98,7 +99,7 @@ class Record:
     date: date
     offence: str | None = None
     points: int | None = None
-    cycle_start: date | None = None
+    cycle_start: datetime.date | None = None  # ``date`` alone here would name the field above
     source: str | None = None
     recorded_at: float | None = None  # event time (epoch); default: the start of ``date`` in the city
 

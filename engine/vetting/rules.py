@@ -11,7 +11,7 @@ information it needs is missing or ambiguous. Adding a city's rule::
             return fail("Plain-language reason naming the dates and facts.", records)
         return None
 
-then list it in :func:`ruleset` behind a switch in ``vetting.rules`` and test
+then list it in :func:`engine.vetting.ruleset.ruleset` behind a switch in ``vetting.rules`` and test
 both outcomes. Rules over records say ``uses_records=True``: those are the
 ones re-checked for licensed drivers whenever a new record arrives.
 """
@@ -23,8 +23,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from engine.settings import VettingSettings
+from engine.vetting.calendar import whole_months
 from engine.vetting.models import FAIL, REVIEW, Application, Finding, Record
+from engine.vetting.settings import VettingSettings
 
 
 @dataclass(frozen=True)
@@ -83,25 +84,6 @@ def evaluate(rules: Sequence[Rule], facts: Facts, cfg: VettingSettings) -> list[
     return [f for f in (r.apply(facts, cfg) for r in rules) if f is not None]
 
 
-def ruleset(cfg: VettingSettings) -> list[Rule]:
-    """Article 14 (always) and the city rules switched on in ``vetting.rules``, in the law's order."""
-    from engine.vetting import article14, local
-
-    rules = list(article14.RULES)
-    on = cfg.rules
-    if on.residence:
-        rules.append(local.residence)
-    if on.vehicle:
-        rules += [local.plate, local.vehicle_age]
-    if on.retirement_age:
-        rules.append(local.retirement_age)
-    if on.taxi_certificate:
-        rules.append(local.taxi_certificate)
-    if on.violations:
-        rules.append(local.violations)
-    return rules
-
-
 def split_list(text: str) -> list[str]:
     """A comma-separated setting as a list of trimmed, non-empty items."""
     return [s.strip() for s in text.split(",") if s.strip()]
@@ -117,8 +99,6 @@ def dates_of(records: Sequence[Record]) -> str:
 
 def span(start: date, end: date) -> str:
     """``2 years 6 months`` between two dates."""
-    from engine.vetting.calendar import whole_months
-
     m = whole_months(start, end)
     years, months = divmod(max(m, 0), 12)
     parts = [f"{years} year{'s' if years != 1 else ''}"] if years else []

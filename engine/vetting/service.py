@@ -20,10 +20,11 @@ from zoneinfo import ZoneInfo
 
 from engine.alerts.models import make_alert, stable_id
 from engine.core.clock import Clock, to_iso
-from engine.settings import VettingSettings
 from engine.vetting.calendar import local_date, start_of_day
 from engine.vetting.models import APPROVED, FAIL, LICENSED, SUSPENDED, Application, Finding, Record, decide
-from engine.vetting.rules import Facts, Rule, evaluate, ruleset
+from engine.vetting.rules import Facts, Rule, evaluate
+from engine.vetting.ruleset import ruleset
+from engine.vetting.settings import VettingSettings
 
 NONE = "none"
 FLAGGED = "driver.flagged"
@@ -88,7 +89,9 @@ class Vetting:
     def application_view(self, pk: str, app_id: str) -> dict[str, Any] | None:
         """A decision as GET shows it: with the driver's current ``status`` and any ``suspension``."""
         person = self.people.get(pk)
-        doc = person and person["applications"].get(app_id)
+        if not person:
+            return None
+        doc = person["applications"].get(app_id)
         if not doc:
             return None
         view = dict(doc)

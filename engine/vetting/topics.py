@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 from aiokafka.partitioner import DefaultPartitioner
 
-from engine.settings import Settings
+from engine.kafka.topics import raw_topic
+from engine.vetting.settings import VettingConfig
 
 if TYPE_CHECKING:  # the bridge imports the specs below and has no need of Faust
     import faust
@@ -34,9 +35,7 @@ class VettingTopics:
     rejected: faust.TopicT
 
 
-def declare_vetting_topics(app: faust.App, settings: Settings) -> VettingTopics:
-    from engine.topics import raw_topic  # not at import: the bridge reads the specs below without Faust
-
+def declare_vetting_topics(app: faust.App, settings: VettingConfig) -> VettingTopics:
     t, n = settings.vetting.topics, settings.kafka.partitions
 
     def topic(name: str) -> faust.TopicT:
@@ -46,7 +45,7 @@ def declare_vetting_topics(app: faust.App, settings: Settings) -> VettingTopics:
                          topic(t.records), topic(t.rejected))
 
 
-def vetting_topic_specs(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
+def vetting_topic_specs(settings: VettingConfig) -> dict[str, tuple[int, dict[str, str]]]:
     """``name -> (partitions, configs)`` for :func:`engine.kafka.topics.ensure_topics`."""
     t, n = settings.vetting.topics, settings.kafka.partitions
     raw = {"retention.ms": RAW_RETENTION_MS}

@@ -16,11 +16,11 @@ from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 
-from engine.settings import VettingSettings
 from engine.vetting import idnumber
 from engine.vetting.errors import InvalidInput
 from engine.vetting.models import KINDS, NEEDS_OFFENCE, POINTS, Application, Record
 from engine.vetting.privacy import PersonKeyer, mask
+from engine.vetting.settings import VettingSettings
 
 _ID_LIKE = re.compile(r"\d{15}")
 _LICENCE = re.compile(r"(?:A[1-3]|B[12]|C[1-6]|D|E|F|M|N|P){1,4}")  # GA/T licence classes, combined as "C1E"

@@ -35,7 +35,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from engine.core.errors import CitywatchError
-from engine.settings import WebSettings
+from engine.web.settings import WebSettings
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from engine.settings import WebSettings
 from engine.web.auth import PRINCIPAL, ApiKeys, Refused, check
 from engine.web.body import BODY, read_body, split_api_key
+from engine.web.settings import WebSettings
 
 log = logging.getLogger(__name__)
 

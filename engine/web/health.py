@@ -14,20 +14,22 @@ numbers only, no data.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import faust
 from faust.web import Request, Response, View
 
-from engine.geofence.checker import ZoneChecker
-
 PATH = "/health"
 
 
-def readiness(app: faust.App, checker: ZoneChecker) -> tuple[int, dict[str, Any]]:
+Counts = Callable[[], dict[str, Any]]  # what the worker holds, e.g. {"zones": n}: added to every answer
+
+
+def readiness(app: faust.App, counts: Counts) -> tuple[int, dict[str, Any]]:
     """The HTTP status and body of ``GET /health`` for ``app`` now."""
     assigned = app.assignor.assigned_actives()
-    doc: dict[str, Any] = {"partitions": sorted({tp.partition for tp in assigned}), "zones": len(checker.index)}
+    doc: dict[str, Any] = {"partitions": sorted({tp.partition for tp in assigned}), **counts()}
     if app.should_stop:
         return 503, {"status": "stopping", "why": "the worker is shutting down", **doc}
     if not assigned:
@@ -39,9 +41,9 @@ def readiness(app: faust.App, checker: ZoneChecker) -> tuple[int, dict[str, Any]
     return 200, {"status": "ready", **doc}
 
 
-def register(app: faust.App, checker: ZoneChecker) -> None:
+def register(app: faust.App, counts: Counts) -> None:
     @app.page(PATH)
     class Health(View):
         async def get(self, request: Request) -> Response:
-            status, doc = readiness(app, checker)
+            status, doc = readiness(app, counts)
             return self.json(doc, status=status)

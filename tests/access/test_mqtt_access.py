@@ -20,7 +20,7 @@ import pytest
 from engine.brokers.mqtt import mosquitto_binary, start_mqtt_broker
 from engine.brokers.ports import free_port
 from engine.settings import load_settings
-from engine.telemetry.models import decode_fixes
+from engine.telemetry.wire import decode_fixes
 from tests.access.mqtt_clients import Login
 from tests.conftest import metric_value, read_topic, scrape, wait_bridge_subscribed, wait_for
 

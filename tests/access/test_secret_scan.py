@@ -22,7 +22,7 @@ import orjson
 import pytest
 
 from engine.brokers.ports import free_port
-from engine.vetting import simulator as vetting_sim
+from simulators import vetting as vetting_sim
 from tests.access.http_calls import call
 from tests.access.mqtt_clients import Login
 from tests.conftest import env_for, metric_value, scrape, wait_for

@@ -16,9 +16,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from engine.brokers import apache_kafka
 from engine.brokers.apache_kafka import apache_cluster, server_properties, start_apache_kafka
-from engine.brokers.kafka import create_topics, ensure_kafka
+from engine.brokers.kafka import ensure_kafka
 from engine.brokers.ports import free_port, is_listening
 from engine.core.errors import BrokerStartError
+from engine.kafka.admin import create_topics
 
 HOST = "127.0.0.1"
 apache = pytest.mark.apache_only

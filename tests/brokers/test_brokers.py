@@ -24,7 +24,7 @@ import pytest
 from engine.brokers import kafka as kafka_mod
 from engine.brokers import mqtt as mqtt_mod
 from engine.brokers import ports
-from engine.brokers.kafka import create_topics, ensure_kafka, start_tansu
+from engine.brokers.kafka import ensure_kafka, start_tansu
 from engine.brokers.mqtt import (
     ensure_mqtt,
     mosquitto_binary,
@@ -35,6 +35,7 @@ from engine.brokers.mqtt import (
 )
 from engine.brokers.ports import SpawnedBroker, free_port, is_listening, spawn_broker, wait_listening
 from engine.core.errors import BrokerStartError
+from engine.kafka.admin import create_topics
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -14,11 +14,12 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from engine.brokers.kafka import create_topics, run_sync
 from engine.brokers.ports import SpawnedBroker, free_port
+from engine.core.config import to_dict
 from engine.core.errors import BrokerUnreachable, ConfigError
-from engine.kafka.topics import ensure_topics, topic_specs
-from engine.settings import Settings, load_settings, to_dict
+from engine.kafka.admin import create_topics, run_sync
+from engine.settings import Settings, load_settings
+from engine.topology import ensure_all_topics, topic_specs
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.timeout(120)
@@ -68,7 +69,7 @@ def read_back(bootstrap: str, names: list[str]) -> tuple[dict[str, list[int]], d
 def test_ensure_topics_creates_topics_with_the_configured_replication(kafka_broker: SpawnedBroker):
     settings = own_topics_settings(kafka_broker.address)
     assert (settings.kafka.replication, settings.kafka.min_insync_replicas) == (1, 1)
-    ensure_topics(settings)
+    ensure_all_topics(settings)
     specs = topic_specs(settings)
     replicas, configs = read_back(kafka_broker.address, list(specs))
     for name, (partitions, spec_configs) in specs.items():
@@ -92,7 +93,7 @@ def test_min_insync_comes_from_the_caller_unless_the_spec_sets_its_own(kafka_bro
 def test_replication_above_the_broker_count_is_a_config_error(kafka_broker: SpawnedBroker):
     settings = own_topics_settings(kafka_broker.address, replication=3, min_insync_replicas=2)
     with pytest.raises(ConfigError) as err:
-        ensure_topics(settings)
+        ensure_all_topics(settings)
     assert str(err.value) == (f"setting kafka.replication: 3 but the cluster at {kafka_broker.address} "
                               "has 1 broker")
     marker = f"{settings.kafka.topics.fixes}.marker"
@@ -105,7 +106,7 @@ def test_closed_port_is_broker_unreachable_naming_the_address():
     address = f"127.0.0.1:{free_port()}"
     settings = own_topics_settings(address)
     with pytest.raises(BrokerUnreachable) as err:
-        ensure_topics(settings)
+        ensure_all_topics(settings)
     assert (err.value.kind, err.value.address, err.value.setting) == ("Kafka", address, "kafka.bootstrap")
     assert f"cannot reach Kafka at {address} (setting kafka.bootstrap)" in str(err.value)
 
@@ -125,7 +126,7 @@ def test_every_table_changelog_gets_the_replication_and_min_insync(kafka_broker:
     from engine.app import create_app
 
     settings = own_topics_settings(f"{kafka_broker.host}:{kafka_broker.port}", min_insync_replicas=1)
-    ensure_topics(settings)
+    ensure_all_topics(settings)
     app = create_app(settings)
     names = {"tracks", "vetting_people", "vetting_records", "report_cells", "tasks"}
     assert names <= set(app.tables.keys())

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from engine.core.errors import ZoneFileError
-from engine.geofence.zones import load_zone_dir, load_zone_file
 from engine.casework.grid import CODE_DIGITS, LEVELS, load_grid
-from tests.conftest import ROOT
+from engine.core.errors import ZoneFileError
+from engine.geofence.zone_models import load_zone_dir, load_zone_file
 from tests.casework.factories import AIRPORT, CEC, MAINLAND, STATION, grid
+from tests.conftest import ROOT
 
 SAMPLE = ROOT / "zones" / "grid" / "xiamen-grid.geojson"
 
@@ -81,6 +81,7 @@ def unit(level: str, code: str, geometry: dict | None = None, **props) -> dict:
     ([unit("city", "3502"), unit("community", "350203004001")], "code", "not in the grid"),
     ([unit("city", "3502", {"type": "Point", "coordinates": [118.0, 24.4]})], "geometry.type", "Polygon"),
     ([unit("city", "3502"), unit("city", "3502", id="again")], "code", "already defined"),
+    ([unit("city", "3502", id="a"), unit("district", "350203", id="a")], "id", "duplicate id 'a'"),
     ([unit("city", "3502", {"type": "Polygon", "coordinates": [[[118.0, 24.4], [118.1, 24.4], [118.1, 24.5]]]})],
      "geometry.coordinates[0]", "at least 4"),
 ])

@@ -8,7 +8,7 @@ import orjson
 
 from engine.casework.directory import TaskDirectory
 from engine.casework.follow import _on_outcome, _on_task
-from engine.vetting.waiter import DecisionWaiter
+from engine.kafka.answers import AnswerWaiter
 
 
 def doc(sid: str, version: int, state: str = "dispatched") -> dict:
@@ -31,7 +31,7 @@ def test_topic_records_and_tombstones():
 
 def test_outcomes_fold_the_task_in_remember_tokens_and_resolve_waiters():
     async def run() -> None:
-        d, w = TaskDirectory(), DecisionWaiter()
+        d, w = TaskDirectory(), AnswerWaiter()
         fut = w.expect("report-1")
         outcome = {"id": "report-1", "kind": "report", "ok": True, "service_request_id": "a", "task": doc("a", 1)}
         _on_outcome(d, w, outcome)

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from engine.settings import DepartmentSettings
+from engine.casework.settings import DepartmentSettings
 from engine.casework.task_models import STATES, status_of
 from engine.casework.states import (
     ACTIONS,

@@ -14,7 +14,7 @@ import orjson
 import paho.mqtt.client as mqtt
 
 from engine.settings import Settings
-from engine.telemetry.models import decode_fixes
+from engine.telemetry.wire import decode_fixes
 from tests.conftest import read_topic, wait_for
 
 Key = tuple[str, float]

@@ -26,11 +26,13 @@ import yaml
 from hypothesis import strategies as st
 
 from engine.core.errors import ConfigError, ZoneFileError
-from engine.geofence.zones import load_zone_file, parse_feature_collection
+from engine.geofence.zone_models import load_zone_file, parse_feature_collection
 from engine.settings import Settings, load_settings
 from engine.telemetry import wire
-from engine.telemetry.models import decode_fixes
-from engine.telemetry.validation import MIN_TS, REASONS, parse_payload, parse_payload_slow
+from engine.telemetry.wire import decode_fixes
+from engine.telemetry.fix_rules import MIN_TS
+from engine.telemetry.rejection import REASONS
+from engine.telemetry.validation import parse_payload, parse_payload_slow
 from engine.vetting.errors import InvalidInput
 from engine.vetting.intake import Intake, rejection
 from engine.vetting.privacy import PersonKeyer

@@ -133,7 +133,7 @@ def test_gateway_topics_and_their_vehicles():
 
 
 def test_zone_limits_name_their_setting(tmp_path):
-    from engine.settings import ZonesSettings
+    from engine.geofence.settings import ZonesSettings
     from tests.fuzz.inputs import GOOD_FEATURE, RING
 
     limits = ZonesSettings(max_file_bytes=2000, max_features=2, max_vertices=5)
@@ -145,7 +145,7 @@ def test_zone_limits_name_their_setting(tmp_path):
     f = tmp_path / "big.geojson"
     assert check_zone_file(to_bytes(fc) + b" " * 2000, f, limits) == "zone:file"
     from engine.core.errors import ZoneFileError
-    from engine.geofence.zones import load_zone_file
+    from engine.geofence.zone_models import load_zone_file
 
     with pytest.raises(ZoneFileError, match=r"limit zones.max_file_bytes \(2000\)"):
         load_zone_file(f, limits=limits)

@@ -13,7 +13,7 @@ from collections import Counter
 import orjson
 import pytest
 
-from engine.telemetry.models import decode_fixes
+from engine.telemetry.wire import decode_fixes
 from engine.telemetry.validation import parse_payload
 from tests.conftest import metric_value, scrape, wait_bridge_subscribed, wait_for
 from tests.fuzz.inputs import FIXES, Mutator

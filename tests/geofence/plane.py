@@ -16,7 +16,7 @@ from pyproj import Transformer
 from engine.core.clock import FakeClock
 from engine.geofence.checker import BatchResult, ZoneChecker
 from engine.geofence.index import ZoneIndex
-from engine.geofence.zones import Zone, parse_feature_collection
+from engine.geofence.zone_models import Zone, parse_feature_collection
 from engine.settings import Settings
 from engine.telemetry.models import Fix
 

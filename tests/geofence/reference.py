@@ -8,7 +8,7 @@ engine/geofence/hysteresis.py and transitions.py docstrings, late.py,
 filters.py). Property tests compare the engine's alerts with these.
 
 It only knows about ids (engine.alerts.models.stable_id) and zone parsing
-(engine.geofence.zones) from the engine.
+(engine.geofence.zone_models) from the engine.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pyproj import Transformer
 from shapely.geometry import LineString, MultiPolygon, Point, Polygon
 
 from engine.alerts.models import stable_id
-from engine.geofence.zones import Zone
+from engine.geofence.zone_models import Zone
 from engine.settings import Settings
 from engine.telemetry.models import Fix
 

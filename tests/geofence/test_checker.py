@@ -10,7 +10,7 @@ import pytest
 from engine.core.clock import FakeClock
 from engine.geofence.checker import ZoneChecker
 from engine.geofence.index import ZoneIndex
-from engine.geofence.zones import parse_feature_collection
+from engine.geofence.zone_models import parse_feature_collection
 from engine.telemetry.models import Fix
 
 TZ = "Asia/Shanghai"

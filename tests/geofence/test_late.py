@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.settings import FilterSettings
+from engine.telemetry.settings import FilterSettings
 from tests.geofence.plane import Run, fix, load, rect, road
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from zoneinfo import ZoneInfo
 
 from engine.geofence.offline import Progress, scan_offline, silence_limit_s
-from engine.settings import GeofenceSettings, Settings
+from engine.geofence.settings import GeofenceSettings
+from engine.settings import Settings
 from tests.geofence.plane import T0, TZ, Run, fix, load, rect
 
 CFG = GeofenceSettings()

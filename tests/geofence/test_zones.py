@@ -7,7 +7,7 @@ import pytest
 import shapely
 
 from engine.core.errors import ZoneFileError
-from engine.geofence.zones import (
+from engine.geofence.zone_models import (
     Zone,
     load_zone_dir,
     load_zone_file,

@@ -20,8 +20,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from engine.alerts.mqtt_sink import AlertDelivery
-from engine.kafka.topics import ensure_topics
 from engine.core.metrics import WorkerMetrics
+from engine.topology import ensure_all_topics
 from tests.faults.helpers import AlertProbe
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -75,7 +75,7 @@ async def committed(bootstrap: str, group: str, tp: TopicPartition) -> int | Non
 def test_delivery_starts_where_the_worker_group_stopped_and_commits_behind_pubacks(make_settings):
     settings = make_settings()
     k = settings.kafka
-    ensure_topics(settings)
+    ensure_all_topics(settings)
     probe = AlertProbe(settings.mqtt.host, settings.mqtt.port, f"probe-{settings.worker.app_id}",
                        settings.mqtt.alerts_topic)
     registry = CollectorRegistry()

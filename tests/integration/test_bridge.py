@@ -10,7 +10,7 @@ import pytest
 
 from engine.brokers.ports import free_port
 from engine.telemetry.batching import partition_for
-from engine.telemetry.models import decode_fixes
+from engine.telemetry.wire import decode_fixes
 from tests.conftest import LAST_PARTITIONS, metric_value, read_topic, scrape, wait_bridge_subscribed, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]

@@ -18,7 +18,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from engine.brokers.kafka import create_topics
+from engine.kafka.admin import create_topics
 from tests.conftest import metric_value, read_topic, scrape, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]

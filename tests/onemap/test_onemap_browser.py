@@ -18,9 +18,9 @@ import re
 import orjson
 import pytest
 
-from engine.brokers.kafka import create_topics
 from engine.brokers.ports import free_port
 from engine.geofence.zone_store import records_from_path
+from engine.kafka.admin import create_topics
 from tests.conftest import ROOT, env_for, wait_for
 from tests.integration.test_up import Up
 from tests.onemap.browser import chrome, quit_chrome, screenshot

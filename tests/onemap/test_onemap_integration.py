@@ -19,8 +19,8 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from engine.brokers.kafka import create_topics
 from engine.geofence.zone_store import records_from_path
+from engine.kafka.admin import create_topics
 from tests.conftest import ROOT, metric_value, scrape, wait_bridge_subscribed, wait_for
 from tests.onemap.sse_client import MapClient
 

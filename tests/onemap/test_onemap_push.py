@@ -17,7 +17,8 @@ from engine.core.metrics import WorkerMetrics
 from engine.onemap.api import STATIC, Handlers, aiohttp_app
 from engine.onemap.push import RESYNC, Hub, sse
 from engine.onemap.view import OneMapView
-from engine.settings import OneMapSettings, Settings
+from engine.onemap.settings import OneMapSettings
+from engine.settings import Settings
 from engine.telemetry.models import Fix
 from engine.web.guard import Guard
 from tests.conftest import metric_value

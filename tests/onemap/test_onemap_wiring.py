@@ -17,7 +17,8 @@ from engine.core.metrics import WorkerMetrics
 from engine.onemap import agents
 from engine.onemap.agents import Feeds, tasks_topic
 from engine.onemap.view import OneMapView
-from engine.settings import OneMapSettings, Settings
+from engine.onemap.settings import OneMapSettings
+from engine.settings import Settings
 from engine.telemetry import wire
 from engine.telemetry.columns import from_fixes
 from engine.telemetry.models import Fix

@@ -5,7 +5,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from engine.settings import FilterSettings, Settings, load_settings
+from engine.settings import Settings, load_settings
+from engine.telemetry.settings import FilterSettings
 from engine.telemetry.filters import check_jump, implied_kmh, quality_problem
 from engine.telemetry.validation import parse_payload
 from tests.geofence.plane import Run, fix, load, rect, road

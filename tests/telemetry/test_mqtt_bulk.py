@@ -16,9 +16,11 @@ import pytest
 
 from engine.brokers.mqtt import mosquitto_binary, start_mosquitto, start_mqtt_broker
 from engine.brokers.ports import free_port
-from engine.mqtt_bulk import Message, Subscriber
-from engine.mqtt_bulk import Publisher as BulkPublisher
-from engine.settings import MqttSettings, load_settings
+from engine.mqtt.packets import Message
+from engine.mqtt.publisher import Publisher as BulkPublisher
+from engine.mqtt.subscriber import Subscriber
+from engine.mqtt.settings import MqttSettings
+from engine.settings import load_settings
 from engine.up import as_service
 from tests.access.test_mqtt_access import make_certificate
 
@@ -234,7 +236,7 @@ def test_tls_with_a_login_and_a_refused_login(tmp_path: Path, caplog):
         await asyncio.wait_for(task, 5)
 
     try:
-        with caplog.at_level(logging.WARNING, logger="engine.mqtt_bulk"):
+        with caplog.at_level(logging.WARNING, logger="engine.mqtt.session"):
             asyncio.run(main())
         assert f"broker {broker.host}:{broker.port}" in caplog.text
     finally:

@@ -11,7 +11,8 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from engine.settings import load_settings
-from engine.telemetry.validation import parse_payload, parse_ts
+from engine.telemetry.fix_rules import parse_ts
+from engine.telemetry.validation import parse_payload
 
 S = load_settings(env={})
 NOW = 1_788_832_800.0  # 2026-09-08T10:00:00+08:00
@@ -131,7 +132,8 @@ def test_any_payload_is_either_accepted_or_rejected_with_a_reason(raw):
 def test_fix_json_round_trip_keeps_every_field():
     from dataclasses import fields
 
-    from engine.telemetry.models import Fix, decode_fixes
+    from engine.telemetry.models import Fix
+    from engine.telemetry.wire import decode_fixes
 
     [f] = parse(GOOD).fixes.fixes()
     d = orjson.loads(f.to_json())

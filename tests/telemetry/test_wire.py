@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from engine.telemetry import wire
 from engine.telemetry.columns import FixColumns, from_fixes
-from engine.telemetry.models import CLASSES, Fix, decode_columns, decode_fixes
+from engine.telemetry.models import CLASSES, Fix
+from engine.telemetry.wire import decode_columns, decode_fixes
 
 T0 = 1_788_832_800.0
 FULL = Fix("闽DH0001", T0, 24.4798, 118.0894, "hazmat", speed_kmh=42.5, heading=270.0, accuracy_m=5.0,
@@ -272,11 +273,11 @@ def test_a_worker_reads_both_forms_and_rejects_a_truncated_binary_record_as_bad_
     import base64
     import time
 
-    from engine.kafka.topics import ensure_topics
+    from engine.topology import ensure_all_topics
     from tests.conftest import metric_value, read_topic, scrape, wait_for
 
     settings = make_settings()
-    ensure_topics(settings)
+    ensure_all_topics(settings)
     t = time.time() - 120
     new = [Fix("闽DW0001", t + i, 24.5, 118.1 + i * 1e-4, "taxi", received_at=t + i) for i in range(5)]
     old = [Fix("闽DW0002", t + i, 24.5, 118.1 + i * 1e-4, "bus", received_at=t + i) for i in range(3)]

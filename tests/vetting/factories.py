@@ -8,7 +8,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from engine.core.clock import FakeClock
-from engine.settings import VettingSettings
+from engine.vetting.settings import VettingSettings
 from engine.vetting.models import Application, Record
 from engine.vetting.privacy import PersonKeyer, mask
 from engine.vetting.rules import Facts

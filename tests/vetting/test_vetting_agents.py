@@ -19,8 +19,8 @@ from prometheus_client import CollectorRegistry
 
 from engine.core.clock import FakeClock
 from engine.core.metrics import WorkerMetrics
+from engine.kafka.topics import Topics
 from engine.settings import Settings
-from engine.topics import Topics
 from engine.vetting import agents
 from engine.vetting.models import DRUG_USE
 from engine.vetting.privacy import PersonKeyer

@@ -30,7 +30,8 @@ from engine.vetting.models import (
     Finding,
     decide,
 )
-from engine.vetting.rules import Facts, evaluate, fail, rule, ruleset
+from engine.vetting.rules import Facts, evaluate, fail, rule
+from engine.vetting.ruleset import ruleset
 from tests.vetting.factories import CFG, application, cfg, facts, record
 
 D = date

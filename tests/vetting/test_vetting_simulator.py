@@ -9,7 +9,7 @@ import orjson
 from engine.vetting import idnumber
 from engine.vetting.intake import Intake
 from engine.vetting.service import Vetting
-from engine.vetting.simulator import PROFILES, ApplicantSimulator
+from simulators.vetting import PROFILES, ApplicantSimulator
 from tests.vetting.factories import CFG, KEYER, TODAY, TZ, clock
 
 

@@ -1,35 +1,38 @@
-"""Zone files (GeoJSON FeatureCollections) parsed and validated into Zone objects.
+"""The geofence's published zone model: :class:`Zone`, and zone files and zone records validated into zones.
 
-Every problem raises :class:`~engine.core.errors.ZoneFileError` naming the file,
-the feature (its id, or ``#index`` when the id is unusable) and the field.
+Other domains may import this module (the one-map draws zones from their records) and nothing else of the
+geofence's: how zones are indexed, checked and kept on the ``zones`` topic is the geofence's own business.
+
+Every problem raises :class:`~engine.core.errors.ZoneFileError` naming the file
+(or the record), the feature (its id, or ``#index`` when the id is unusable) and the field.
 Loading is all-or-nothing: a bad file yields no zones at all. Size limits
 (``zones.max_file_bytes``, ``max_features``, ``max_vertices``) are enforced
-with an error naming the limit.
+with an error naming the limit. Geometry is validated by :mod:`engine.geo.geojson`.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import shapely
+import orjson
 from shapely.geometry.base import BaseGeometry
 
 from engine.core.errors import ZoneFileError
+from engine.geo.geojson import GeometryError, feature_id, parse_geometry
 from engine.geofence.schedule import Schedule, ScheduleError, parse_schedule, resolve_tz
-from engine.settings import ZonesSettings
+from engine.geofence.settings import ZonesSettings
 
 RULES = ("forbid", "speed", "corridor", "watch")
 SEVERITIES = ("info", "warning", "critical")
 DEFAULT_SEVERITY = {"forbid": "critical", "speed": "warning", "corridor": "warning", "watch": "info"}
 DEFAULT_TZ = "Asia/Shanghai"
-# GeoJSON type -> nesting depth of its "coordinates" (0 = one position).
-_DEPTH = {"Point": 0, "LineString": 1, "Polygon": 2, "MultiPolygon": 3}
 
 
 @dataclass(frozen=True)
@@ -72,28 +75,6 @@ class _Invalid(Exception):
     def __init__(self, field: str, reason: str):
         super().__init__(reason)
         self.field, self.reason = field, reason
-
-
-def feature_id(feature: Any) -> str | None:
-    """A Feature's id: ``properties.id``, else the Feature's own top-level ``id`` (RFC 7946 section 3.2: a
-    string or a number; a number is taken as its decimal text). None when neither is there.
-
-    Raises :class:`ValueError` when both are given and differ, or the top-level one is neither string nor number.
-    """
-    if not isinstance(feature, dict):
-        return None
-    props = feature.get("properties")
-    inner = props.get("id") if isinstance(props, dict) else None
-    outer = feature.get("id")
-    if outer is not None:
-        if isinstance(outer, bool) or not isinstance(outer, (str, int, float)):
-            raise ValueError(f"a Feature's id is a string or a number, got {_short(outer)}")
-        if isinstance(outer, float):
-            outer = int(outer) if outer.is_integer() else repr(outer)
-        outer = str(outer)
-    if inner is not None and outer is not None and inner != outer:
-        raise ValueError(f"the Feature's id {outer!r} and properties.id {_short(inner)} differ")
-    return inner if inner is not None else outer
 
 
 def load_zone_dir(path: str | PathLike[str], *, tz: str | ZoneInfo = DEFAULT_TZ,
@@ -165,7 +146,7 @@ def parse_feature_collection(obj: Any, *, source: str, tz: str | ZoneInfo = DEFA
         label = _label(feature, index)
         try:
             zone = _parse_feature(feature, source, zone_tz, limits.max_vertices)
-        except _Invalid as exc:
+        except (_Invalid, GeometryError) as exc:
             raise ZoneFileError(source, exc.reason, label, exc.field) from None
         if zone.id in first_seen:
             reason = f"duplicate id {zone.id!r}, first used by feature #{first_seen[zone.id]}"
@@ -173,6 +154,26 @@ def parse_feature_collection(obj: Any, *, source: str, tz: str | ZoneInfo = DEFA
         first_seen[zone.id] = index
         zones.append(zone)
     return zones
+
+
+def zone_from_record(zone_id: str, value: Mapping[str, Any] | bytes, *, tz: str) -> Zone:
+    """One record of the ``zones`` topic -> :class:`Zone`, validated as a zone file's feature would be.
+
+    The record (``{"feature": <GeoJSON Feature>, "source": <file>, ...}``, written by
+    :mod:`engine.geofence.zone_store`) is the contract by which other domains see the zones; it lives here
+    beside the model so they need nothing else of the geofence's. Raises :class:`ZoneFileError` if it is not
+    valid, or if ``zone_id`` (the record's key) is not the feature's id.
+    """
+    rec = orjson.loads(value) if isinstance(value, (bytes, str)) else value
+    if not isinstance(rec, Mapping) or not isinstance(rec.get("feature"), Mapping):
+        raise ZoneFileError(f"zones topic key {zone_id}", "record has no 'feature' object")
+    source = str(rec.get("source") or f"zones topic key {zone_id}")
+    [zone] = parse_feature_collection({"type": "FeatureCollection", "features": [rec["feature"]]},
+                                      source=source, tz=tz)
+    if zone.id != zone_id:
+        raise ZoneFileError(source, f"record key {zone_id!r} differs from the feature's id {zone.id!r}",
+                            feature=zone.id, field="properties.id")
+    return zone
 
 
 def _label(feature: Any, index: int) -> str:
@@ -216,7 +217,7 @@ def _parse_feature(feature: Any, source: str, tz: ZoneInfo, max_vertices: int) -
         raise _Invalid("vehicles", "required for rule 'corridor': the ids of the vehicles assigned to the route")
     if rule != "corridor" and vehicles is not None:
         raise _Invalid("vehicles", f"only a corridor zone takes vehicles, not rule {rule!r}")
-    geometry = _parse_geometry(feature.get("geometry"), max_vertices)
+    geometry = parse_geometry(feature.get("geometry"), max_positions=max_vertices, limit_name="zones.max_vertices")
     _check_sizes(geometry.geom_type, numbers["radius_m"], numbers["width_m"])
     try:
         schedule = parse_schedule(props.get("schedule"), tz)
@@ -277,81 +278,3 @@ def _check_sizes(kind: str, radius_m: float | None, width_m: float | None) -> No
         raise _Invalid("width_m", "a LineString zone needs a positive width_m (a corridor)")
     if kind != "LineString" and width_m is not None:
         raise _Invalid("width_m", f"only a LineString zone takes width_m, not a {kind}")
-
-
-def _parse_geometry(raw: Any, max_vertices: int) -> BaseGeometry:
-    if not isinstance(raw, dict):
-        raise _Invalid("geometry", "missing or not an object")
-    kind = raw.get("type")
-    if not isinstance(kind, str) or kind not in _DEPTH:
-        raise _Invalid("geometry.type", f"{str(kind)[:40]!r} not supported; use {', '.join(_DEPTH)}")
-    n = _count_positions(raw.get("coordinates"), _DEPTH[kind])
-    if n > max_vertices:
-        raise _Invalid("geometry.coordinates", f"{n} positions > limit zones.max_vertices ({max_vertices})")
-    coords = _coordinates(raw.get("coordinates"), _DEPTH[kind], "geometry.coordinates")
-    if kind == "Point":
-        return shapely.Point(coords)
-    if kind == "LineString":
-        line = _line(coords, 2, "geometry.coordinates")
-        if line.length == 0:
-            raise _Invalid("geometry.coordinates", "LineString has zero length")
-        return line
-    if kind == "Polygon":
-        geometry: BaseGeometry = _polygon(coords, "geometry.coordinates")
-    else:
-        if not coords:
-            raise _Invalid("geometry.coordinates", "MultiPolygon has no polygons")
-        where = "geometry.coordinates[{}]"
-        geometry = shapely.MultiPolygon([_polygon(p, where.format(i)) for i, p in enumerate(coords)])
-    if not shapely.is_valid(geometry):
-        raise _Invalid("geometry", f"invalid polygon: {shapely.is_valid_reason(geometry)}")
-    return geometry
-
-
-def _polygon(rings: list, where: str) -> shapely.Polygon:
-    if not rings:
-        raise _Invalid(where, "Polygon has no rings")
-    closed = [_line(ring, 4, f"{where}[{i}]") for i, ring in enumerate(rings)]
-    for i, ring in enumerate(closed):
-        if not ring.is_closed:
-            raise _Invalid(f"{where}[{i}]", "ring is not closed (first position != last)")
-    return shapely.Polygon(closed[0].coords, [r.coords for r in closed[1:]])
-
-
-def _line(positions: list, minimum: int, where: str) -> shapely.LineString:
-    if len(positions) < minimum:
-        raise _Invalid(where, f"needs at least {minimum} positions, got {len(positions)}")
-    return shapely.LineString(positions)
-
-
-def _count_positions(raw: Any, depth: int) -> int:
-    """Positions in a coordinates array of the given nesting (anything malformed counts 0 or 1: checked later)."""
-    if depth == 0 or not isinstance(raw, list):
-        return 1
-    return sum(_count_positions(item, depth - 1) for item in raw) if depth > 1 else len(raw)
-
-
-def _coordinates(raw: Any, depth: int, where: str) -> Any:
-    """Check nesting and every position; return nested lists of (lon, lat)."""
-    if depth == 0:
-        return _position(raw, where)
-    if not isinstance(raw, list):
-        raise _Invalid(where, "must be a list")
-    return [_coordinates(item, depth - 1, f"{where}[{i}]") for i, item in enumerate(raw)]
-
-
-def _position(raw: Any, where: str) -> tuple[float, float]:
-    if not isinstance(raw, list) or len(raw) not in (2, 3):
-        raise _Invalid(where, f"a position must be [lon, lat], got {_short(raw)}")
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in raw):
-        raise _Invalid(where, f"coordinates must be numbers, got {_short(raw)}")
-    lon, lat = float(raw[0]), float(raw[1])
-    if not (math.isfinite(lon) and -180 <= lon <= 180 and math.isfinite(lat) and -90 <= lat <= 90):
-        raise _Invalid(where, f"[{lon}, {lat}] is outside WGS-84 lon [-180, 180], lat [-90, 90]")
-    return lon, lat
-
-
-def _short(value: Any) -> str:
-    """``repr`` cut to a readable length (a bad value can be megabytes)."""
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."

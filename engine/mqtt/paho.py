@@ -1,14 +1,17 @@
-"""paho-mqtt 2.x clients built from settings, and an awaitable QoS 1 publish."""
+"""paho-mqtt 2.x clients built from settings, for the MQTT paths that are not busy.
+
+paho runs its own network thread and reconnects by itself; what publishes and must know that the broker
+has the message uses :class:`engine.mqtt.publisher.Publisher` instead.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 
-from engine.settings import MqttSettings
+from engine.mqtt.settings import MqttSettings
 
 log = logging.getLogger(__name__)
 
@@ -36,45 +39,6 @@ def start(client: mqtt.Client, cfg: MqttSettings) -> None:
     """Connect in the background; paho reconnects by itself after a loss."""
     client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive_s)
     client.loop_start()
-
-
-class AsyncPublisher:
-    """Publish from asyncio and await the broker's acknowledgement (QoS 1).
-
-    paho calls ``on_publish`` from its network thread; the matching future is
-    resolved on the event loop. A publish that paho refuses (disconnected,
-    queue full) raises :class:`ConnectionError` so the caller can retry.
-    """
-
-    def __init__(self, client: mqtt.Client, loop: asyncio.AbstractEventLoop):
-        self.client, self.loop = client, loop
-        self._pending: dict[int, asyncio.Future[None]] = {}
-        client.on_publish = self._on_publish
-
-    def _on_publish(self, client, userdata, mid, reason_code=None, properties=None) -> None:
-        self.loop.call_soon_threadsafe(self._resolve, mid)
-
-    def _resolve(self, mid: int) -> None:
-        # Runs on the loop, so after publish() registered its future (it does not yield in between).
-        fut = self._pending.pop(mid, None)
-        if fut is not None and not fut.done():
-            fut.set_result(None)
-
-    async def publish(self, topic: str, payload: bytes, qos: int = 1, timeout: float = 10.0) -> None:
-        if not self.client.is_connected():
-            raise ConnectionError("MQTT broker not connected")
-        info = self.client.publish(topic, payload, qos=qos)
-        if info.rc != mqtt.MQTT_ERR_SUCCESS:
-            raise ConnectionError(f"MQTT publish refused: {mqtt.error_string(info.rc)}")
-        if qos == 0:
-            return
-        fut = self.loop.create_future()
-        self._pending[info.mid] = fut
-        try:
-            await asyncio.wait_for(fut, timeout)
-        except TimeoutError:
-            self._pending.pop(info.mid, None)
-            raise ConnectionError(f"MQTT publish not acknowledged within {timeout} s") from None
 
 
 def subscribe_on_connect(client: mqtt.Client, topics: list[tuple[str, int]],

@@ -4,7 +4,7 @@ Each :class:`Case` is an application body, the records to feed first, and the
 decision the rules should reach. ``run()`` only produces: it posts the records
 and the application to a worker and reports what came back::
 
-    python -m engine.vetting.simulator --url http://127.0.0.1:6066 --applicants 20
+    python -m simulators.vetting --url http://127.0.0.1:6066 --applicants 20
 
 It sends an API key with the ``admin`` role (records and applications):
 ``--api-key``, else ``CITYWATCH_API_KEY``, else the first admin key in the settings.
@@ -80,8 +80,8 @@ class ApplicantSimulator:
                        residence_permit_since=(today - timedelta(days=r.randint(30, 2000))).isoformat())
         recs: list[dict[str, Any]] = []
         if profile == "no_residence":
-            for k in ("hukou_city", "residence_permit_city", "residence_permit_since"):
-                app.pop(k, None)
+            for key in ("hukou_city", "residence_permit_city", "residence_permit_since"):
+                app.pop(key, None)
         elif profile == "non_local_plate":
             app["plate"] = f"闽A{r.randint(10000, 99999)}"
         elif profile == "old_vehicle":

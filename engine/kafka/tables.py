@@ -5,8 +5,9 @@ Faust serialises a table's ``str`` keys as JSON (``b'"key"'``) whatever the
 changelog partition would be the hash of the quoted key, not the partition
 its records are produced to: state would be written, restored and routed
 (``app.router``) on a different worker than the one that processes the
-person. A ``key_type=bytes`` table uses the raw key, and this adapter lets
-the service keep using ``str`` person keys.
+key (a person in vetting, a task or a grid cell in casework). A
+``key_type=bytes`` table uses the raw key, and this adapter lets the
+domains keep using ``str`` keys.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Any
 
 
 class StrKeys(MutableMapping[str, Any]):
+    """``table`` with ``str`` keys, stored as their UTF-8 bytes."""
+
     def __init__(self, table: MutableMapping[bytes, Any]):
         self.table = table
 

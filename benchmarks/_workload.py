@@ -44,7 +44,6 @@ from typing import Any
 import numpy as np
 import orjson
 import paho.mqtt.client as mqtt
-
 from _mqtt_wire import WirePublisher, publish_batch, utf8_field
 
 CST = timezone(timedelta(hours=8))

@@ -45,11 +45,11 @@ from engine.core.clock import SystemClock  # noqa: E402
 from engine.geofence.checker import ZoneChecker  # noqa: E402
 from engine.geofence.fleet import PartitionFleet  # noqa: E402
 from engine.geofence.index import ZoneIndex  # noqa: E402
+from engine.geofence.intake import log_position  # noqa: E402
 from engine.geofence.zone_models import load_zone_dir  # noqa: E402
 from engine.runtime import tune_gc  # noqa: E402
 from engine.settings import Settings  # noqa: E402
 from engine.telemetry import wire  # noqa: E402
-from engine.geofence.intake import log_position  # noqa: E402
 from engine.telemetry.wire import decode_columns, decode_fixes  # noqa: E402
 
 

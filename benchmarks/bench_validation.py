@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
                 note = "  [columnar path handed this payload to the per-element path]"
             elif fast.fixes.fixes() != slow.fixes.fixes() or fast.rejections != slow.rejections:
                 note = "  [ANSWERS DIFFER from the per-element path]"
-            rates = [per_second(lambda: f(raw, topic), n, args.min_s, args.repeat, clock) for f in (
+            rates = [per_second(lambda f=f, raw=raw, topic=topic: f(raw, topic), n, args.min_s, args.repeat, clock) for f in (
                 old,
                 lambda b, t: parse_payload_slow(b, topic=t, settings=settings, now=NOW),
                 lambda b, t: parse_payload(b, topic=t, settings=settings, now=NOW))]

@@ -53,11 +53,11 @@ class CitywatchApp(faust.App):
         self._tansu = tansu
         super().__init__(*args, **kwargs)
 
-    def _new_transport(self):  # type: ignore[no-untyped-def]
+    def _new_transport(self):
         transport = TansuTransport if self._tansu else KafkaTransport
         return transport(self.conf.broker_consumer, self)
 
-    def _new_web(self):  # type: ignore[no-untyped-def]
+    def _new_web(self):
         """Faust's web server without the index it would put at ``/`` (:mod:`engine.web.faust_pages`)."""
         return faust_pages.Web(self)
 

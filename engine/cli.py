@@ -86,7 +86,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_async(main) -> int:  # type: ignore[no-untyped-def]
+def _run_async(main) -> int:
     async def runner() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -167,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = _common_options(top=False)
     sub = p.add_subparsers(dest="command", required=True)
 
-    def add(name: str, func, help: str, *, zones: bool = False,  # type: ignore[no-untyped-def]
+    def add(name: str, func, help: str, *, zones: bool = False,
             parent: argparse._SubParsersAction | None = None) -> argparse.ArgumentParser:
         sp = (parent or sub).add_parser(name, help=help, parents=[common])
         if zones:

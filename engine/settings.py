@@ -85,7 +85,8 @@ class Settings:
         raw = to_dict(self)
         for section, values in changes.items():
             raw.setdefault(section, {}).update(values)
-        return build(Settings, raw)
+        settings: Settings = build(Settings, raw)
+        return settings
 
     def redacted(self) -> dict[str, Any]:
         """The settings as a dict with secrets replaced by ``***``."""
@@ -140,7 +141,8 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: Mapping[str, 
     if cfg.absolute() == DEFAULT_CONFIG.absolute():
         _anchor_packaged_paths(raw)
     raw = apply_env(raw, {k: v for k, v in env.items() if k != CONFIG_ENV}, ENV_PREFIX)
-    return build(Settings, raw)
+    settings: Settings = build(Settings, raw)
+    return settings
 
 
 def _anchor_packaged_paths(raw: dict[str, Any]) -> None:

@@ -107,7 +107,7 @@ def watch_alerts(settings: Settings) -> Any:
     client = mqttc.make_client(as_service(settings, "console").mqtt, f"citywatch-up-console-{os.getpid()}")
     mqttc.subscribe_on_connect(client, [(f"{settings.mqtt.alerts_topic}/#", 1)])
 
-    def on_message(client, userdata, msg) -> None:  # type: ignore[no-untyped-def]
+    def on_message(client, userdata, msg) -> None:
         try:
             print(format_alert(orjson.loads(msg.payload)), flush=True)
         except (orjson.JSONDecodeError, TypeError, ValueError):

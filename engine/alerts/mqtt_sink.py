@@ -132,7 +132,7 @@ class AlertDelivery(mode.Service):
         self.ledger = Ledger()
         self.consumer: AIOKafkaConsumer | None = None
         self.publisher: Publisher | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._loops: list[asyncio.Task[None]] = []
         self._commit_failing = False
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -151,15 +151,15 @@ class AlertDelivery(mode.Service):
 
         self.publisher = Publisher(self.settings.mqtt, self.client_id, on_lost=lost,
                                    on_connected=lambda: log.info("alert delivery: connected to the MQTT broker"))
-        self._tasks = [asyncio.create_task(self.publisher.run()), asyncio.create_task(self._deliver()),
+        self._loops = [asyncio.create_task(self.publisher.run()), asyncio.create_task(self._deliver()),
                        asyncio.create_task(self._commit_loop()), asyncio.create_task(self._report_loop())]
 
     async def on_stop(self) -> None:
         """Stop reading; wait a moment for the PUBACKs in flight, commit what they cover, leave the group."""
         publisher, consumer = self.publisher, self.consumer
-        for task in self._tasks[1:]:
+        for task in self._loops[1:]:
             task.cancel()
-        await asyncio.gather(*self._tasks[1:], return_exceptions=True)
+        await asyncio.gather(*self._loops[1:], return_exceptions=True)
         try:
             pending = [e.done for e in self.ledger.queue]
             if pending:
@@ -172,8 +172,8 @@ class AlertDelivery(mode.Service):
                 if publisher is not None:
                     await publisher.stop(f"{self.settings.mqtt.alerts_topic}/$citywatch-fence", timeout=HANDOVER_S)
             finally:
-                if self._tasks:
-                    self._tasks[0].cancel()
+                if self._loops:
+                    self._loops[0].cancel()
                 if publisher is not None:
                     publisher.cancel_pending()
                 if consumer is not None:

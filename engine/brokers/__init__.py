@@ -1,8 +1,10 @@
-"""Embedded brokers for dev and tests: Tansu or Apache Kafka (Kafka API), mosquitto or amqtt (MQTT).
+"""Embedded brokers for dev and tests: Tansu and Apache Kafka (Kafka API), mosquitto or amqtt (MQTT).
 
-Import the launchers from ``engine.brokers.kafka`` (Tansu, and ``ensure_kafka`` for either Kafka),
-``engine.brokers.apache_kafka`` and ``engine.brokers.mqtt``; the shared pieces are re-exported here.
-Talking to a Kafka once it runs is :mod:`engine.kafka`'s, which the launchers use for readiness.
+``kafka`` (Tansu, and :func:`~engine.brokers.kafka.ensure_kafka` choosing a launcher), ``apache_kafka``
+(a pinned Apache Kafka fetched with Maven), ``mqtt`` and ``mqtt_access`` (mosquitto or amqtt with
+Citywatch's accounts), ``ports`` (free ports, spawned processes that die with their parent).
+Production runs against the user's brokers and needs none of this. May import :mod:`engine.kafka`,
+:mod:`engine.mqtt` and :mod:`engine.core`; never a domain. The shared pieces are re-exported here.
 """
 
 from engine.brokers.ports import SpawnedBroker, free_port, is_listening, wait_listening

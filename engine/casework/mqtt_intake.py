@@ -25,6 +25,7 @@ from typing import Any
 
 import faust
 import orjson
+import paho.mqtt.client as mqtt
 
 from engine.alerts.models import stable_id
 from engine.casework.errors import InvalidReport
@@ -116,7 +117,11 @@ def register(app: faust.App, settings: CaseworkConfig, intake: Intake, topics: R
         client = mqttc.make_client(settings.mqtt, f"{settings.worker.app_id}-reports-{app.conf.web_port}",
                                    clean_session=False, manual_ack=True)
         mqttc.subscribe_on_connect(client, [(subscription, 1)])
-        client.on_message = lambda c, u, msg: loop.call_soon_threadsafe(queue.put_nowait, msg)
+
+        def on_message(client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, msg)
+
+        client.on_message = on_message
         pub = Publisher(settings.mqtt, f"{settings.worker.app_id}-answers-{app.conf.web_port}")
         pub_task = asyncio.create_task(pub.run())
         mqttc.start(client, settings.mqtt)

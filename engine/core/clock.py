@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Protocol
 
 
@@ -31,6 +31,6 @@ class FakeClock:
         self.t += seconds
 
 
-def to_iso(epoch: float, tz=UTC) -> str:
+def to_iso(epoch: float, tz: tzinfo = UTC) -> str:
     """ISO 8601 with offset, millisecond precision."""
     return datetime.fromtimestamp(epoch, tz).isoformat(timespec="milliseconds")

@@ -121,7 +121,8 @@ class AreaIndex:
             return np.empty(0)
         dist = shapely.distance(self._boundaries[area], shapely.points(x, y))
         inside = shapely.intersects_xy(self.areas[area], x, y)
-        return np.where(inside, -dist, dist)
+        signed: np.ndarray = np.where(inside, -dist, dist)
+        return signed
 
     def _point_pairs(self, rows: np.ndarray, x: np.ndarray, y: np.ndarray) -> Pairs:
         """Pairs for finite points ``x, y`` that belong to input ``rows``."""

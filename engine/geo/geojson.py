@@ -102,7 +102,7 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _polygon(rings: list, where: str) -> shapely.Polygon:
+def _polygon(rings: list[Any], where: str) -> shapely.Polygon:
     if not rings:
         raise GeometryError(where, "Polygon has no rings")
     closed = [_line(ring, 4, f"{where}[{i}]") for i, ring in enumerate(rings)]
@@ -112,7 +112,7 @@ def _polygon(rings: list, where: str) -> shapely.Polygon:
     return shapely.Polygon(closed[0].coords, [r.coords for r in closed[1:]])
 
 
-def _line(positions: list, minimum: int, where: str) -> shapely.LineString:
+def _line(positions: list[Any], minimum: int, where: str) -> shapely.LineString:
     if len(positions) < minimum:
         raise GeometryError(where, f"needs at least {minimum} positions, got {len(positions)}")
     return shapely.LineString(positions)

@@ -26,7 +26,7 @@ batch's :class:`BatchResult` is built once at the end. Per batch (steps 1-3 in e
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -42,6 +42,7 @@ from engine.geofence.batch import BatchGeometry, IndexView
 from engine.geofence.fast_lane import NO_ZONES
 from engine.geofence.fleet import PartitionFleet, StateView
 from engine.geofence.index import ZoneIndex
+from engine.geofence.intake import StoredStates
 from engine.geofence.offline import online_alert
 from engine.geofence.settings import GeofenceConfig, GeofenceSettings
 from engine.geofence.transitions import CLOSING, Observation, Tuning, ZoneEvent, close_zone, step_zone
@@ -93,7 +94,7 @@ class ZoneChecker:
     def index(self) -> ZoneIndex:
         return self._view.index
 
-    def check(self, fixes: list[Fix], states: Mapping[str, dict | None],
+    def check(self, fixes: list[Fix], states: StoredStates,
               positions: Sequence[tuple[int, int] | int] | None = None) -> BatchResult:
         """Check a batch; ``states`` maps each vehicle to its stored state (or None).
 

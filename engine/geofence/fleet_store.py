@@ -230,7 +230,7 @@ class FleetStore:
             if isinstance(st, dict) and _merge(fleet, vid, st):
                 held.add(vid)
         journaled: set[str] = set()
-        for n, key, value in sorted(journals):
+        for n, _key, value in sorted(journals):
             try:
                 entries = orjson.loads(value) if isinstance(value, (bytes, bytearray, str)) else value
             except orjson.JSONDecodeError as exc:

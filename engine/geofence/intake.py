@@ -19,7 +19,7 @@ import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -41,6 +41,13 @@ class Live:
     moved: float | None    # metres from the previous accepted fix
 
 
+class StoredStates(Protocol):
+    """Each vehicle's stored state by id (a dict, a fleet's :class:`~engine.geofence.fleet.StateView`)."""
+
+    def get(self, vid: str, /) -> dict[str, Any] | None: ...
+
+
+
 class Ordered(NamedTuple):
     """The batch in per-vehicle event-time order."""
 
@@ -58,7 +65,7 @@ class Jumps(NamedTuple):
     rejections: list[Rejection]
 
 
-def order(fixes: list[Fix], states: Mapping[str, dict | None], positions: Sequence[tuple[int, int] | int] | None,
+def order(fixes: list[Fix], states: StoredStates, positions: Sequence[tuple[int, int] | int] | None,
           filt: FilterSettings) -> Ordered:
     """Stateless filters, then per vehicle (time order): live, late, duplicates rejected.
 
@@ -108,7 +115,7 @@ def _by_ts(fp: tuple[Fix, int | None]) -> float:
     return fp[0].ts
 
 
-def jumps(live: list[Fix], states: Mapping[str, dict | None], x: np.ndarray, y: np.ndarray,
+def jumps(live: list[Fix], states: StoredStates, x: np.ndarray, y: np.ndarray,
           px: np.ndarray, py: np.ndarray, filt: FilterSettings) -> Jumps:
     """Implied-speed filter against each vehicle's anchor; fills ``px``/``py`` (the batch's own previous-position
     arrays) with each accepted fix's anchor."""
@@ -178,7 +185,7 @@ def late_rows(late: list[Fix], offset: int, x: np.ndarray, y: np.ndarray,
                 rows.append(r)
     return rows, rejections
 
-def finish(suspects: dict[str, list], newest: dict[str, int], states: Mapping[str, dict | None],
+def finish(suspects: dict[str, list], newest: dict[str, int], states: StoredStates,
            live_states: Mapping[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """The batch's changed states: ``live_states`` (this batch's new ones, updated here) and the stored ones
     whose book-keeping kept beside the live state changed: pending jump suspects, newest log position."""

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from engine.core.errors import BrokerStartError, BrokerUnreachable, ConfigError
 
@@ -56,7 +56,7 @@ def run_sync(make_coro: Callable[[], Awaitable[T]]) -> T:
     thread.join()
     if "error" in box:
         raise box["error"]
-    return box["result"]
+    return cast(T, box["result"])  # set by target() whenever no error was
 
 
 async def list_topics(bootstrap: str, timeout: float) -> list[str]:

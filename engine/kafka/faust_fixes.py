@@ -55,11 +55,12 @@ class SafeConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return await super().getmany(wanted, timeout)  # type: ignore[arg-type]
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
-        return await self.call_thread(self._seek_to_committed)
+        committed: Mapping[TP, int] = await self.call_thread(self._seek_to_committed)
+        return committed
 
     async def _seek_to_committed(self) -> Mapping[TP, int]:
         consumer: AIOKafkaConsumer = self._ensure_consumer()
-        committed = await consumer.seek_to_committed()
+        committed: Mapping[TP, int] = await consumer.seek_to_committed()
         changelogs = self.app.tables.changelog_topics
         fresh = [tp for tp, offset in committed.items() if not offset and tp.topic not in changelogs]
         if fresh:  # nothing committed yet: start where the reset policy says, not where a dropped fetch left off

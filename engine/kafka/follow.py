@@ -27,6 +27,7 @@ fetches past the reported end bring nothing, so it does not stop short.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -176,8 +177,8 @@ async def _assign(consumer: AIOKafkaConsumer, sources: Sequence[Source], clock: 
     chosen: list[tuple[Source, list[TopicPartition]]] = []
     for src in sources:
         if src.partitions is None:
-            tps = await wait_partitions(consumer, src.topic, topic_wait_s, lambda topic=src.topic: log.info(
-                "%s: topic %s does not exist yet; waiting for it", name, topic))
+            tps = await wait_partitions(consumer, src.topic, topic_wait_s, functools.partial(
+                log.info, "%s: topic %s does not exist yet; waiting for it", name, src.topic))
         else:
             tps = [TopicPartition(src.topic, p) for p in src.partitions]
         chosen.append((src, tps))

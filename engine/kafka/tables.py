@@ -28,7 +28,7 @@ class StrKeys(MutableMapping[str, Any]):
             raise KeyError(key)
         return value
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         value = self.table.get(key.encode())
         return default if value is None else value
 

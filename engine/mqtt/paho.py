@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import paho.mqtt.client as mqtt
 
@@ -45,13 +46,14 @@ def subscribe_on_connect(client: mqtt.Client, topics: list[tuple[str, int]],
                          on_subscribed: Callable[[], None] | None = None) -> None:
     """(Re)subscribe to ``topics`` after every connect; ``on_subscribed`` runs once the broker confirms."""
 
-    def _on_connect(client, userdata, flags, reason_code, properties=None):
+    def _on_connect(client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any = None) -> None:
         if reason_code.is_failure:
             log.warning("MQTT connect refused: %s", reason_code)
             return
         client.subscribe(topics)
 
-    def _on_subscribe(client, userdata, mid, reason_codes, properties=None):
+    def _on_subscribe(client: mqtt.Client, userdata: Any, mid: int, reason_codes: list[Any],
+                      properties: Any = None) -> None:
         failed = [rc for rc in reason_codes if rc.is_failure]
         if failed:
             log.error("MQTT subscription to %s refused: %s", [t for t, _ in topics], failed)

@@ -11,4 +11,7 @@ browser; :mod:`engine.onemap.api` has the routes and :mod:`engine.onemap.agents`
 wires it into the Faust app. The page itself is in ``static/`` (Leaflet
 vendored, no CDN); it is public, its data needs an ``operator`` API key
 (:mod:`engine.onemap.api`).
+
+May import plumbing, core, geo and what the telemetry, geofence (``zone_models``) and casework
+(``settings``) domains publish.
 """

@@ -70,7 +70,7 @@ def display_zone(zone_id: str, value: bytes, *, tz: str, crs: str) -> DisplayZon
     rec = orjson.loads(value)
     feature = rec.get("feature") if isinstance(rec, dict) else None
     props = feature.get("properties") if isinstance(feature, dict) else None
-    if isinstance(props, dict) and props.get("rule") == "grid":
+    if isinstance(feature, dict) and isinstance(props, dict) and props.get("rule") == "grid":
         return _grid(zone_id, feature)
     zone = zone_from_record(zone_id, rec, tz=tz)
     geometry = _area_wgs84(zone, crs)

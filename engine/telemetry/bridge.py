@@ -42,7 +42,9 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
@@ -209,7 +211,7 @@ class Bridge:
             except TimeoutError:
                 self._health.failed(TimeoutError(f"no answer within {self.settings.bridge.kafka_timeout_s:g} s"))
 
-    def _track(self, coro) -> None:  # type: ignore[no-untyped-def]
+    def _track(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -17,6 +17,7 @@ topic, partition and offset (ID numbers scrubbed) and counted in
 from __future__ import annotations
 
 import hashlib
+from typing import cast
 from zoneinfo import ZoneInfo
 
 import faust
@@ -51,8 +52,8 @@ def register(app: faust.App, settings: VettingConfig, metrics: WorkerMetrics, cl
     vt = declare_vetting_topics(app, settings)
     # bytes keys: Faust serialises a table's str keys as JSON whatever its Schema says, which would put a
     # person's changelog entry on another partition than their requests and records (see StrKeys).
-    people = app.Table("vetting_people", default=None, partitions=n, use_partitioner=True, key_type=bytes,
-        extra_topic_configs=settings.kafka.table_topic_configs)
+    people = cast(faust.Table, app.Table("vetting_people", default=None, partitions=n, use_partitioner=True,
+                                         key_type=bytes, extra_topic_configs=settings.kafka.table_topic_configs))
     records = app.Table("vetting_records", default=None, partitions=n, use_partitioner=True, key_type=bytes,
         extra_topic_configs=settings.kafka.table_topic_configs)
     svc = Vetting(cfg, tz, clock, StrKeys(people), StrKeys(records))

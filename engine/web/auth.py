@@ -168,4 +168,5 @@ def check(principal: Principal, roles: tuple[str, ...], action: str) -> None:
 
 def principal_of(request: Any) -> Principal:
     """The caller a :meth:`Guard.requires` check identified for ``request``."""
-    return request.get(PRINCIPAL, ANONYMOUS)
+    principal: Principal = request.get(PRINCIPAL, ANONYMOUS)
+    return principal

@@ -26,7 +26,8 @@ def too_large(size: int | str, limit: int) -> Refused:
 async def read_body(request: Any, limit: int) -> bytes:
     """The whole body (at most ``limit`` bytes), or :class:`Refused` (413)."""
     if BODY in request:
-        return request[BODY]
+        body: bytes = request[BODY]
+        return body
     declared = request.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > limit:
         raise too_large(declared, limit)

@@ -14,10 +14,10 @@ from engine.brokers.mqtt import write_mosquitto_config
 from engine.brokers.mqtt_access import accounts, acl_text, broker_access, password_line
 from engine.core.errors import ConfigError
 from engine.settings import load_settings
-from engine.web.settings import WebSettings
 from engine.up import as_service, service_env
 from engine.web.auth import ANONYMOUS, ApiKeys, Refused, check, cookie_value, presented_key
 from engine.web.body import split_api_key
+from engine.web.settings import WebSettings
 
 S = load_settings(env={})
 

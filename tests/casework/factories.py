@@ -6,12 +6,12 @@ import uuid
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from engine.core.clock import FakeClock
+from engine.casework.book import TaskBook
 from engine.casework.grid import Grid, load_grid
 from engine.casework.intake import Intake
 from engine.casework.report_models import Report, task_id_for
+from engine.core.clock import FakeClock
 from engine.settings import Settings, load_settings
-from engine.casework.book import TaskBook
 from tests.conftest import ROOT
 
 TZ = ZoneInfo("Asia/Shanghai")

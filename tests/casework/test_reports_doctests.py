@@ -6,9 +6,8 @@ import doctest
 
 import pytest
 
-from engine.casework import dedup
+from engine.casework import dedup, routing, sla
 from engine.casework import report_models as models
-from engine.casework import routing, sla
 
 
 @pytest.mark.parametrize("module", [dedup, models, routing, sla], ids=lambda m: m.__name__)

@@ -16,8 +16,8 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from tests.conftest import metric_value, read_topic, scrape, wait_for
 from tests.casework.helpers import citizen_settings, start_worker
+from tests.conftest import metric_value, read_topic, scrape, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.core.errors import ConfigError
 from engine.casework.routing import route
+from engine.core.errors import ConfigError
 from tests.casework.factories import AIRPORT, CEC, MAINLAND, STATION, grid, settings
 
 DEPARTMENTS = settings().tasks.departments

@@ -6,8 +6,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from tests.conftest import metric_value, read_topic, scrape, wait_for
 from tests.casework.helpers import citizen_settings, start_worker
+from tests.conftest import metric_value, read_topic, scrape, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

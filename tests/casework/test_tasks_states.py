@@ -7,7 +7,6 @@ import dataclasses
 import pytest
 
 from engine.casework.settings import DepartmentSettings
-from engine.casework.task_models import STATES, status_of
 from engine.casework.states import (
     ACTIONS,
     DEPARTMENT_ACTIONS,
@@ -18,6 +17,7 @@ from engine.casework.states import (
     apply,
     parse_event,
 )
+from engine.casework.task_models import STATES, status_of
 from tests.casework.factories import World
 
 DEPT = "siming_traffic_police"

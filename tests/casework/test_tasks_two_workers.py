@@ -13,8 +13,8 @@ import pytest
 from pyproj import Transformer
 
 from engine.casework import dedup
-from tests.conftest import wait_for
 from tests.casework.helpers import citizen_settings, start_worker
+from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

@@ -29,10 +29,10 @@ from engine.core.errors import ConfigError, ZoneFileError
 from engine.geofence.zone_models import load_zone_file, parse_feature_collection
 from engine.settings import Settings, load_settings
 from engine.telemetry import wire
-from engine.telemetry.wire import decode_fixes
 from engine.telemetry.fix_rules import MIN_TS
 from engine.telemetry.rejection import REASONS
 from engine.telemetry.validation import parse_payload, parse_payload_slow
+from engine.telemetry.wire import decode_fixes
 from engine.vetting.errors import InvalidInput
 from engine.vetting.intake import Intake, rejection
 from engine.vetting.privacy import PersonKeyer

@@ -13,8 +13,8 @@ from collections import Counter
 import orjson
 import pytest
 
-from engine.telemetry.wire import decode_fixes
 from engine.telemetry.validation import parse_payload
+from engine.telemetry.wire import decode_fixes
 from tests.conftest import metric_value, scrape, wait_bridge_subscribed, wait_for
 from tests.fuzz.inputs import FIXES, Mutator
 from tests.sweep import read_to_end

@@ -45,8 +45,8 @@ def check_into(run: Run, fleet: PartitionFleet, batch, positions=None):
     """``check_columns`` on ``batch`` against ``fleet``, its answer written back as the worker does."""
     cols = from_fixes(batch)
     res = run.checker.check_columns(cols, fleet, positions)
-    for vid, st in res.states.items():
-        fleet.put_state(vid, st)
+    for vid, state in res.states.items():
+        fleet.put_state(vid, state)
     res.moves.apply(fleet, cols)
     return res
 

@@ -28,9 +28,9 @@ import pytest
 
 from engine.settings import load_settings
 from engine.vetting.privacy import scrub
+from tests.casework.helpers import citizen_settings
 from tests.conftest import ROOT, env_for, wait_for
 from tests.integration.up_process import Up
-from tests.casework.helpers import citizen_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -66,22 +66,23 @@ def readme_steps(text: str) -> list[Step]:
         answer: list[str] = []
         start = first
 
-        def close() -> None:
-            if code:
-                steps.append(Step("\n".join(code), "\n".join(answer) if answer else None, start))
-
         for i, line in enumerate(m.group(1).splitlines()):
             if line.lstrip().startswith("#"):
                 answer.append(line.lstrip()[1:])
                 continue
             if answer:  # code after an answer: a new step
-                close()
+                _close(steps, code, answer, start)
                 code, answer = [], []
             if not code:
                 start = first + i
             code.append(line)
-        close()
+        _close(steps, code, answer, start)
     return steps
+
+
+def _close(steps: list[Step], code: list[str], answer: list[str], start: int) -> None:
+    if code:
+        steps.append(Step("\n".join(code), "\n".join(answer) if answer else None, start))
 
 
 def section_of(text: str, line: int) -> str:

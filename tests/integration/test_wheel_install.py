@@ -86,7 +86,7 @@ def test_the_wheel_ships_the_defaults_and_runs_up_outside_the_repository(tmp_pat
         assert not (packaged / "var").exists()
         for child in ("worker", "bridge"):  # the children read the same file, handed to them
             log = cwd / "var" / "logs" / f"{child}.log"
-            wait_for(lambda: f"settings from {packaged / 'config.yaml'} (--config)" in log.read_text(errors="replace"),
+            wait_for(lambda log=log: f"settings from {packaged / 'config.yaml'} (--config)" in log.read_text(errors="replace"),
                      60, f"the {child}'s settings line in {log}")
         code = up.interrupt()
     finally:

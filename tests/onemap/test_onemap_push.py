@@ -16,8 +16,8 @@ from engine.core.clock import FakeClock
 from engine.core.metrics import WorkerMetrics
 from engine.onemap.api import STATIC, Handlers, aiohttp_app
 from engine.onemap.push import RESYNC, Hub, sse
-from engine.onemap.view import OneMapView
 from engine.onemap.settings import OneMapSettings
+from engine.onemap.view import OneMapView
 from engine.settings import Settings
 from engine.telemetry.models import Fix
 from engine.web.guard import Guard

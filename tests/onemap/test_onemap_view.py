@@ -6,8 +6,8 @@ import pytest
 
 from engine.core.clock import FakeClock
 from engine.onemap.models import InvalidRecord
-from engine.onemap.view import OneMapView
 from engine.onemap.settings import OneMapSettings
+from engine.onemap.view import OneMapView
 from engine.telemetry.models import CLASSES, Fix
 
 T0 = 1_788_832_800.0  # 2026-09-08T10:00:00+08:00

@@ -16,8 +16,8 @@ from engine.core.errors import ConfigError
 from engine.core.metrics import WorkerMetrics
 from engine.onemap import agents
 from engine.onemap.agents import Feeds, tasks_topic
-from engine.onemap.view import OneMapView
 from engine.onemap.settings import OneMapSettings
+from engine.onemap.view import OneMapView
 from engine.settings import Settings
 from engine.telemetry import wire
 from engine.telemetry.columns import from_fixes

@@ -93,7 +93,7 @@ def test_raw_fix_payloads_are_byte_for_byte_the_paho_publishers():
         fleet = Fleet(Grid(400), 300, parked=parked)
         blocks = _Blocks(PublisherSpec(1, 3, fleet, 0, "single", 1, 1.0, None))
         idx, lon, lat, heading, _ = blocks.take(100)
-        ts = ["2026-09-08T10:00:00.%03d+08:00" % j for j in range(len(idx))]
+        ts = [f"2026-09-08T10:00:00.{j:03d}+08:00" for j in range(len(idx))]
         raw = FixBytes(blocks, speed).encode(idx, [t.encode() for t in ts], lat, lon, heading)
         want = [orjson.dumps(_fix_dict(blocks, i, ts[j], lat[j], lon[j], heading[j], speed))
                 for j, i in enumerate(idx)]

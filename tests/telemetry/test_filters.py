@@ -6,8 +6,8 @@ import orjson
 import pytest
 
 from engine.settings import Settings, load_settings
-from engine.telemetry.settings import FilterSettings
 from engine.telemetry.filters import check_jump, implied_kmh, quality_problem
+from engine.telemetry.settings import FilterSettings
 from engine.telemetry.validation import parse_payload
 from tests.geofence.plane import Run, fix, load, rect, road
 

@@ -8,10 +8,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from engine.core.clock import FakeClock
-from engine.vetting.settings import VettingSettings
 from engine.vetting.models import Application, Record
 from engine.vetting.privacy import PersonKeyer, mask
 from engine.vetting.rules import Facts
+from engine.vetting.settings import VettingSettings
 
 TZ = ZoneInfo("Asia/Shanghai")
 TODAY = date(2026, 9, 8)  # FakeClock's default start, 10:00 in Xiamen

@@ -18,8 +18,8 @@ from engine.brokers.mqtt import mosquitto_binary, start_mosquitto, start_mqtt_br
 from engine.brokers.ports import free_port
 from engine.mqtt.packets import Message
 from engine.mqtt.publisher import Publisher as BulkPublisher
-from engine.mqtt.subscriber import Subscriber
 from engine.mqtt.settings import MqttSettings
+from engine.mqtt.subscriber import Subscriber
 from engine.settings import load_settings
 from engine.up import as_service
 from tests.access.test_mqtt_access import make_certificate

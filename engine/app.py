@@ -23,6 +23,7 @@ from engine.core.metrics import WorkerMetrics
 from engine.geofence import agents as geofence_agents
 from engine.geofence import zone_sync
 from engine.geofence.checker import ZoneChecker
+from engine.geofence.zone_store import build_index
 from engine.kafka.faust_fixes import OrderedTableManager
 from engine.kafka.producers import KafkaTransport
 from engine.kafka.settings import KafkaSettings
@@ -64,7 +65,11 @@ class CitywatchApp(faust.App):
 
 def create_app(settings: Settings, *, clock: Clock | None = None,
                registry: CollectorRegistry | None = None) -> CitywatchApp:
-    """A worker app with every agent registered; ``app.citywatch`` holds its parts."""
+    """A worker app with every agent registered; ``app.citywatch`` holds its parts.
+
+    Building it reads no broker: the zones are read from their topic once the app has started, before
+    the first fix is checked (:mod:`engine.geofence.zone_sync`).
+    """
     clock = clock or SystemClock()
     registry = registry or CollectorRegistry()
     k = settings.kafka
@@ -79,10 +84,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
     metrics = WorkerMetrics(registry)
     setup_prometheus_sensors(app, registry=registry, name_prefix="faust")
     topics = declare_topics(app, settings.kafka)
-    index, zone_records, zones_offset = zone_sync.initial_index(settings, metrics)
-    checker = ZoneChecker(index, tz=settings.city.tz, clock=clock)
-    zone_sync.register(app, settings, checker, metrics, zone_records, zones_offset)
-    tracks = geofence_agents.register(app, topics, settings, metrics, clock, checker)
+    checker = ZoneChecker(build_index((), tz=settings.city.tz, crs=settings.city.crs)[0], tz=settings.city.tz,
+                          clock=clock)
+    zones = zone_sync.register(app, settings, checker, metrics)   # read from the zones topic once started
+    zone_worker = geofence_agents.register(app, topics, settings, metrics, clock, checker, wait_for_zones=zones.wait)
     telemetry_agents.register(app, topics.fixes_rejected, metrics)
     mqtt_sink.register(app, settings, metrics)
     vetting_agents.register(app, settings, metrics, clock, topics)
@@ -90,5 +95,5 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
     onemap_agents.register(app, settings, metrics, clock)
     health.register(app, lambda: {"zones": len(checker.index)})
     app.citywatch = dict(settings=settings, metrics=metrics, registry=registry, topics=topics,  # type: ignore[attr-defined]
-                         tracks=tracks, checker=checker, clock=clock)
+                         tracks=zone_worker.tracks, checker=checker, clock=clock, zones=zones)
     return app

@@ -36,3 +36,7 @@ class KafkaAlertSink:
             ts = event_ts.get(a["alert_id"])
             if ts is not None:
                 self.metrics.fix_to_alert.observe(max(0.0, now - ts))
+
+    async def flush(self) -> None:
+        """Wait until everything produced so far has reached the broker."""
+        await self.app.producer.flush()

@@ -36,7 +36,7 @@ from collections.abc import Mapping, Set
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError, NodeNotReadyError
 from faust.tables import TableManager
 from faust.tables.recovery import Recovery
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -82,6 +82,9 @@ METADATA_ATTEMPTS = 20
 class KnownTopicsProducer(faust_aiokafka.Producer):
     """Knows the partitions of every topic it created before anything is written to it.
 
+    Creating a topic is asked again while the node taken for controller is not reachable (a broker of a
+    replicated cluster killed or restarting), up to the same bound.
+
     A table write (``use_partitioner=True``) asks the producer for the key's
     partition synchronously, from the producer's metadata; on Kafka that holds
     only the topics the producer has sent to or asked about (Tansu answers
@@ -92,7 +95,18 @@ class KnownTopicsProducer(faust_aiokafka.Producer):
     """
 
     async def create_topic(self, topic: str, *args: Any, **kwargs: Any) -> None:
-        await super().create_topic(topic, *args, **kwargs)
+        for attempt in range(METADATA_ATTEMPTS):
+            try:
+                await super().create_topic(topic, *args, **kwargs)
+                break
+            except (NodeNotReadyError, KafkaConnectionError) as exc:
+                # The node the metadata names as controller was just killed or restarted: a worker that
+                # rebalances then (Faust creates its assignor topic on every assignment) must ask again,
+                # not crash.
+                if attempt == METADATA_ATTEMPTS - 1:
+                    raise
+                log.warning("creating topic %s: %s; asking again", topic, exc)
+                await asyncio.sleep(0.5)
         for attempt in range(METADATA_ATTEMPTS):  # a cluster just started may not answer every node yet
             try:
                 await self._ensure_producer().partitions_for(topic)

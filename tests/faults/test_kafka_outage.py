@@ -44,6 +44,7 @@ def test_bridge_holds_back_within_its_bound_and_catches_up(own_kafka, mqtt_broke
     publish(range(5))
     kafka_fixes(settings, set(all_acked([gw])))  # flowing before the outage
 
+    before_outage = len(bridge.log_path.read_text(encoding="utf-8"))  # a loaded broker may time out earlier
     own_kafka.pause()
     paused_at = time.monotonic()
     publish(range(5, 5 + STEPS))
@@ -82,5 +83,5 @@ def test_bridge_holds_back_within_its_bound_and_catches_up(own_kafka, mqtt_broke
            duplicates=duplicates(fixes), outage_s=round(outage_s, 1), bound=BOUND, max_held=int(max(seen)),
            failed_produce_attempts=int(errors), mqtt_reconnects=log.count("MQTT connection lost"))
     gw.close()
-    assert log.count("Kafka does not take records") == 1  # one line per outage, not one per record
+    assert log[before_outage:].count("Kafka does not take records") == 1  # one line per outage, not one per record
     assert log.count("Kafka takes records again") == 1

@@ -22,6 +22,7 @@ from engine.core.metrics import WorkerMetrics
 from engine.kafka.topics import Topics
 from engine.settings import Settings
 from engine.vetting import agents
+from engine.vetting.errors import InvalidInput
 from engine.vetting.models import DRUG_USE
 from engine.vetting.privacy import PersonKeyer
 from engine.vetting.topics import PersonPartitioner
@@ -80,7 +81,8 @@ def worker():
     for p in patches:
         p.start()
     yield SimpleNamespace(app=app, settings=settings, metrics=metrics, sent=sent, svc=parts["service"],
-                          agents=parts["agents"], topics=vt, alerts=topics.alerts, waiter=parts["waiter"])
+                          agents=parts["agents"], topics=vt, alerts=topics.alerts, waiter=parts["waiter"],
+                          vw=parts["worker"])
     for p in reversed(patches):
         p.stop()
 
@@ -184,3 +186,20 @@ def test_a_broken_record_is_logged_counted_and_skipped(worker, caplog):
     run(body())
 
 
+def test_reject_puts_an_invalid_input_on_rejected_with_its_kafka_position(worker):
+    async def body():
+        raw = orjson.dumps({"id": "DD-2", "id_number": CLEAN_ID, "kind": "drink_driving", "date": "not a date"})
+        with pytest.raises(InvalidInput) as caught:
+            worker.vw.intake.record(raw)
+        event = SimpleNamespace(value=raw, message=SimpleNamespace(topic="records_in", partition=3, offset=41))
+        await worker.vw.reject("record", caught.value, event)          # the helper, called without an agent
+        ((topic, key, _, _),) = worker.sent.calls
+        assert topic == worker.settings.vetting.topics.rejected and key is None
+        (doc,) = worker.sent.on(topic)
+        assert (doc["kind"], doc["source"], doc["field"]) == ("record", "kafka", "date")
+        assert (doc["topic"], doc["partition"], doc["offset"]) == ("records_in", 3, 41)   # where it was read
+        assert doc["payload"]["id_number"] == "1101**********002X"
+        assert worker.metrics.vetting_inputs_rejected.labels("kafka", caught.value.code)._value.get() == 1
+        worker.sent.assert_no_raw_id()
+
+    run(body())

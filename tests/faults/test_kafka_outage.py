@@ -44,7 +44,14 @@ def test_bridge_holds_back_within_its_bound_and_catches_up(own_kafka, mqtt_broke
     publish(range(5))
     kafka_fixes(settings, set(all_acked([gw])))  # flowing before the outage
 
-    before_outage = len(bridge.log_path.read_text(encoding="utf-8"))  # a loaded broker may time out earlier
+    # A just-created topic on a loaded broker can time out a first produce: let any such episode end (its
+    # "takes records again" line) before the outage, whose lines alone are counted below.
+    def episodes_closed() -> bool:
+        text = bridge.log_path.read_text(encoding="utf-8")
+        return text.count("Kafka does not take records") == text.count("Kafka takes records again")
+
+    wait_for(episodes_closed, 30, "an earlier produce timeout to end")
+    before_outage = len(bridge.log_path.read_text(encoding="utf-8"))
     own_kafka.pause()
     paused_at = time.monotonic()
     publish(range(5, 5 + STEPS))

@@ -36,6 +36,8 @@ from engine.core.errors import BrokerStartError
 
 log = logging.getLogger(__name__)
 
+CONTROLLER_PORT_ATTEMPTS = 3
+
 KAFKA_VERSION = "4.1.1"        # as in apache/pom.xml
 MIN_JAVA = 17                  # the Kafka 4 broker's floor
 HEAP = ("-Xms128m", "-Xmx512m")
@@ -199,10 +201,23 @@ def start_apache_kafka(host: str, port: int, workdir: Path, *, log_path: Path | 
     """Start a one-node Apache Kafka on ``host:port`` (logs under ``workdir``) and wait until it serves."""
     workdir = Path(workdir)
     cp = classpath()
-    node = Node(1, host, port, controller_port or free_port(host), workdir / "node-1")
-    props = _prepare(node, [node], cluster_id(), cp)
-    broker = _launch(node, props, cp, Path(log_path or workdir / "apache-kafka.log"))
-    return _await(broker, time.monotonic() + timeout)
+    for attempt in range(CONTROLLER_PORT_ATTEMPTS):
+        node = Node(1, host, port, controller_port or free_port(host), workdir / "node-1")
+        props = _prepare(node, [node], cluster_id(), cp)
+        broker = _launch(node, props, cp, Path(log_path or workdir / "apache-kafka.log"))
+        try:
+            return _await(broker, time.monotonic() + timeout)
+        except BrokerStartError as exc:
+            # The controller port was free when picked, but another process may bind it in the seconds a JVM
+            # takes to start: pick another one (the broker's own port is the caller's to choose).
+            taken = "Address already in use" in str(exc) and "CONTROLLER" in str(exc)
+            if controller_port is not None or not taken or attempt == CONTROLLER_PORT_ATTEMPTS - 1:
+                raise
+            log.warning("apache-kafka: controller port %d was taken meanwhile; starting again on another",
+                        node.controller_port)
+            broker.stop()
+            shutil.rmtree(node.log_dir, ignore_errors=True)
+    raise AssertionError("unreachable")
 
 
 def first_error(log_path: Path | None) -> str | None:

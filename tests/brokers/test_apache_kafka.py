@@ -97,6 +97,25 @@ def test_a_taken_port_is_named_with_the_log_tail(tmp_path):
 
 
 @apache
+def test_a_controller_port_taken_after_it_was_picked_is_picked_again(tmp_path, monkeypatch):
+    with socket.socket() as sock:   # another process binds the picked controller port before the JVM does
+        sock.bind((HOST, 0))
+        sock.listen()
+        taken = sock.getsockname()[1]
+        picks = iter([taken])
+        monkeypatch.setattr(apache_kafka, "free_port", lambda host: next(picks, None) or free_port(host))
+        port = free_port()
+        broker = start_apache_kafka(HOST, port, tmp_path, timeout=60)
+        try:
+            props = (tmp_path / "server-1.properties").read_text()
+            assert f"CONTROLLER://{HOST}:{taken}" not in props and broker.address == f"{HOST}:{port}"
+            create_topics(broker.address, {"cw.after-retry": (1, {})})
+            assert asyncio.run(_write_then_read(broker.address, "cw.after-retry", [b"x"])) == [b"x"]
+        finally:
+            broker.stop(timeout=20)
+
+
+@apache
 def test_three_nodes_form_one_cluster_that_survives_one_kill(tmp_path):
     with apache_cluster(tmp_path, size=3) as cluster:
         create_topics(cluster.bootstrap, {"cw.rf3": (1, {})}, replication=3, min_insync=2)

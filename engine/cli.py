@@ -119,6 +119,29 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return int(sim_main(argv) or 0)
 
 
+def cmd_jt808(args: argparse.Namespace) -> int:
+    from engine.jt808.gateway.server import run_gateway
+    from engine.topology import topic_specs
+
+    settings = _settings(args)
+    if args.open_registration:
+        settings = settings.replace(jt808={"open_registration": True})
+    tune_gc()
+    return run_gateway(settings, topic_specs=topic_specs(settings))
+
+
+def cmd_simulate_jt808(args: argparse.Namespace) -> int:
+    from simulators.jt808 import main as jt808_main
+
+    s = _settings(args).jt808
+    host = "127.0.0.1" if s.host in ("0.0.0.0", "::", "") else s.host  # listening everywhere: connect locally
+    argv = ["--host", host, "--port", str(s.port), "--terminals", str(args.terminals),
+            "--interval-s", str(args.interval_s), "--heartbeat-s", str(s.heartbeat_s),
+            "--duration-s", str(args.duration_s), "--sos-terminals", str(args.sos_terminals)]
+    argv += ["--sos"] * args.sos + ["--reupload"] * args.reupload
+    return int(jt808_main(argv) or 0)
+
+
 def cmd_simulate_reports(args: argparse.Namespace) -> int:
     from simulators.reports import main as reports_main
 
@@ -183,6 +206,17 @@ def build_parser() -> argparse.ArgumentParser:
     add("worker", cmd_worker, "run one Faust worker against the configured brokers", zones=True)
     add("bridge", cmd_bridge, "run the MQTT-to-Kafka bridge alone")
     add("simulate", cmd_simulate, "run the fleet simulator against the configured MQTT broker")
+    jt = add("jt808", cmd_jt808, "run the JT/T 808 gateway: terminals over TCP in, Kafka fixes out")
+    jt.add_argument("--open-registration", action="store_true",
+                    help="admit any terminal with a plate, as jt808.default_class (sets jt808.open_registration)")
+    sj = add("simulate-jt808", cmd_simulate_jt808, "JT/T 808 terminals (2013 and 2019) against the gateway at "
+                                                   "jt808.host:jt808.port; prints a JSON summary")
+    sj.add_argument("--terminals", type=int, default=20, help="terminals to simulate (default 20)")
+    sj.add_argument("--interval-s", type=float, default=30.0, help="seconds between location reports (default 30)")
+    sj.add_argument("--duration-s", type=float, default=0.0, help="stop after this long (default 0: until Ctrl-C)")
+    sj.add_argument("--sos", action="store_true", help="terminals press SOS on their 3rd-5th reports")
+    sj.add_argument("--sos-terminals", type=int, default=0, help="with --sos: only the first N terminals (0: all)")
+    sj.add_argument("--reupload", action="store_true", help="each terminal re-uploads 5 missed fixes once (0x0704)")
     sr = add("simulate-reports", cmd_simulate_reports,
              "citizens reporting hazards and departments answering them (some late) against a running worker")
     sr.add_argument("--url", default=None, help="the worker's web server (default: web.host:web.port)")

@@ -26,6 +26,7 @@ from engine.core.city import CitySettings
 from engine.core.config import apply_env, build, redact, to_dict
 from engine.core.errors import ConfigError
 from engine.geofence.settings import GeofenceSettings, ZonesSettings
+from engine.jt808.settings import Jt808Settings
 from engine.kafka.settings import KafkaSettings, WorkerSettings
 from engine.mqtt.settings import MqttSettings
 from engine.onemap.settings import OneMapSettings
@@ -79,6 +80,7 @@ class Settings:
     onemap: OneMapSettings = field(default_factory=OneMapSettings)
     reports: ReportsSettings = field(default_factory=ReportsSettings)
     tasks: TasksSettings = field(default_factory=TasksSettings)
+    jt808: Jt808Settings = field(default_factory=Jt808Settings)
 
     def replace(self, **changes: Mapping[str, Any]) -> Settings:
         """Return a copy with ``section={key: value}`` changes applied (validated)."""

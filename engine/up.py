@@ -63,6 +63,10 @@ def spawn_child(name: str, args: list[str], *, log_dir: Path, env: dict[str, str
     return Child(name, proc, log_path)
 
 
+ENDS_EPISODE = frozenset({"zone.exit", "vehicle.emergency_cleared", "vehicle.overspeed_alarm_cleared",
+                          "vehicle.fatigue_alarm_cleared"})
+
+
 def format_alert(a: dict[str, Any]) -> str:
     """One readable line for a security team's console."""
     ts = str(a.get("ts", ""))
@@ -77,8 +81,11 @@ def format_alert(a: dict[str, Any]) -> str:
             "zone.dwell": "is still in", "zone.overspeed": "is speeding in", "zone.overspeed_end": "slowed down in",
             "zone.deviation": "left its corridor", "zone.return": "returned to its corridor",
             "vehicle.offline": "went silent", "vehicle.online": "reports again",
+            "vehicle.emergency": "pressed SOS", "vehicle.emergency_cleared": "cleared its SOS",
+            "vehicle.overspeed_alarm": "reports overspeed", "vehicle.overspeed_alarm_cleared": "no longer overspeeds",
+            "vehicle.fatigue_alarm": "reports driver fatigue", "vehicle.fatigue_alarm_cleared": "cleared fatigue",
             "driver.flagged": "flagged"}.get(kind, kind)
-    extra = f" after {a['duration_s']:.0f} s" if kind == "zone.exit" and "duration_s" in a else ""
+    extra = f" after {a['duration_s']:.0f} s" if kind in ENDS_EPISODE and "duration_s" in a else ""
     pos = f" at {a['lat']:.5f},{a['lon']:.5f}" if isinstance(a.get("lat"), (int, float)) else ""
     return f"{SEVERITY_MARK.get(sev, '  ')} {when} {sev.upper():8} {kind:14} {who} {verb} {where}{extra}{pos}"
 
@@ -182,11 +189,15 @@ def run_up(settings: Settings, *, config_path: str | None, simulator: bool = Tru
             env["CITYWATCH_TASKS__SLA_SCALE"] = str(settings.reports.simulator.sla_scale)
         children.append(spawn_child("worker", ["worker", *conf], log_dir=logs, env=service_env(env, settings, "worker")))
         children.append(spawn_child("bridge", ["bridge", *conf], log_dir=logs, env=service_env(env, settings, "bridge")))
+        children.append(spawn_child("jt808", ["jt808", "--open-registration", *conf], log_dir=logs, env=env))
         if simulator:
             children.append(spawn_child("simulator", ["simulate", *conf], log_dir=logs,
                                         env=service_env(env, settings, "simulator")))
             children.append(spawn_child("reports", ["simulate-reports", *conf], log_dir=logs,
                                         env=service_env(env, settings, "simulator")))
+            children.append(spawn_child("jt808-terminals", ["simulate-jt808", "--terminals", "10", "--sos",
+                                                            "--sos-terminals", "1", "--reupload", *conf],
+                                        log_dir=logs, env=env))
         console = watch_alerts(settings)
         _banner(settings, kafka, mqtt, children, logs)
         while not stop.wait(0.5):
@@ -205,7 +216,8 @@ def run_up(settings: Settings, *, config_path: str | None, simulator: bool = Tru
         for c in reversed(children):
             # the bridge may wait shutdown_timeout_s for Kafka to take what it holds, and as long again for its
             # producer to stop; SIGKILL before that would only leave the rest unacknowledged (redelivered later)
-            c.stop(2 * settings.bridge.shutdown_timeout_s + 5 if c.name == "bridge" else 15.0)
+            c.stop(2 * settings.bridge.shutdown_timeout_s + 5 if c.name == "bridge"
+                   else 2 * settings.jt808.shutdown_timeout_s + 5 if c.name == "jt808" else 15.0)
         for b in reversed(brokers):
             b.stop()
         print("citywatch: stopped", flush=True)
@@ -253,6 +265,9 @@ def _banner(settings: Settings, kafka: SpawnedBroker, mqtt: SpawnedBroker, child
         f" {settings.kafka.topics.alerts}",
         f"  HTTP      http://{settings.web.host}:{settings.web.port}/metrics and /health (worker),"
         f" http://{settings.web.host}:{settings.bridge.metrics_port}/metrics and /health (bridge)",
+        f"  JT/T 808  {settings.jt808.host}:{settings.jt808.port}  terminals (2013/2019) register openly"
+        f" (jt808.open_registration) as {settings.jt808.default_class};"
+        f" http://{settings.web.host}:{settings.jt808.metrics_port}/metrics and /health (gateway)",
         *_onemap_lines(settings),
         f"  Zones     {Path(settings.zones.dir).resolve()}",
         f"  Reports   http://{settings.web.host}:{settings.web.port}/open311/v2/services.json (Open311),"

@@ -122,6 +122,7 @@ def isolated_settings(tmp_path: Path, kafka_broker: SpawnedBroker, mqtt_broker: 
                           "alerts": f"alerts-{tag}", "zones": f"zones-{tag}"}},
         web={"port": free_port()},
         bridge={"client_id": f"bridge-{tag}", "metrics_port": free_port()},
+        jt808={"port": free_port(), "metrics_port": free_port()},
         worker={"app_id": f"cw-{tag}", "data_dir": str(tmp_path / f"worker-{tag}")},
         zones={"dir": str(ROOT / "zones")},
         up={"data_dir": str(tmp_path / f"up-{tag}")},

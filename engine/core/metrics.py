@@ -157,3 +157,64 @@ class BridgeMetrics:
             "citywatch_bridge_broker_dropped_messages", "Messages the MQTT broker reported dropped while this bridge "
             "watched its $SYS/broker/publish/messages/dropped count (mosquitto: a subscriber's queue was full)",
             registry=registry)
+
+
+#: Frame to reply: most replies wait for a Kafka acknowledgement (milliseconds), a few for an outage.
+REPLY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class Jt808Metrics:
+    """Metrics of a JT/T 808 gateway process (served on ``jt808.metrics_port``).
+
+    ``kafka_up`` and ``kafka_errors`` carry the attribute names :class:`engine.telemetry.delivery.KafkaHealth`
+    sets, so the gateway's Kafka health is reported under its own names.
+    """
+
+    def __init__(self, registry: CollectorRegistry):
+        self.registry = registry
+        self.connections_open = Gauge(
+            "citywatch_jt808_connections_open", "Terminal connections open", registry=registry)
+        self.connections = Counter(
+            "citywatch_jt808_connections_total", "Terminal connections by what became of them: accepted, refused "
+            "(jt808.max_connections), closed_idle, closed_bad_frames, closed_slow, closed_logout, closed_peer, "
+            "closed_shutdown, closed_error", ["result"], registry=registry)
+        self.registrations = Counter(
+            "citywatch_jt808_registrations_total", "0x0100 registrations answered, by result", ["result"],
+            registry=registry)
+        self.authentications = Counter(
+            "citywatch_jt808_authentications_total", "0x0102 authentications answered, by result (ok, failed)",
+            ["result"], registry=registry)
+        self.frames = Counter(
+            "citywatch_jt808_frames_total", "Frames decoded, by message id (0x0200; other for ids not handled)",
+            ["msg_id"], registry=registry)
+        self.frames_rejected = Counter(
+            "citywatch_jt808_frames_rejected_total", "Frames that could not be decoded, by reason", ["reason"],
+            registry=registry)
+        self.unauthenticated = Counter(
+            "citywatch_jt808_unauthenticated_total", "Location reports refused (0x8001 result 1) before a "
+            "successful 0x0102 on their connection", registry=registry)
+        self.fixes = Counter(
+            "citywatch_jt808_fixes_total", "Valid fixes produced to Kafka", registry=registry)
+        self.fixes_rejected = Counter(
+            "citywatch_jt808_fixes_rejected_total", "Decoded fixes the fix rules rejected (to fixes.rejected), "
+            "by reason", ["reason"], registry=registry)
+        self.reply_seconds = Histogram(
+            "citywatch_jt808_reply_seconds", "Frame received to its reply written (a location's once Kafka has "
+            "its fixes)", buckets=REPLY_BUCKETS, registry=registry)
+        self.pending_replies = Gauge(
+            "citywatch_jt808_pending_replies", "Frames whose records Kafka has not yet acknowledged",
+            registry=registry)
+        self.backpressure = Counter(
+            "citywatch_jt808_backpressure_total", "Times a connection had jt808.max_pending_replies frames "
+            "waiting for Kafka and was not read until some were answered", registry=registry)
+        self.batches_produced = Counter(
+            "citywatch_jt808_batches_produced_total", "Kafka messages (partition batches) of fixes produced",
+            registry=registry)
+        self.reassembly_dropped = Counter(
+            "citywatch_jt808_reassembly_dropped_total", "Incomplete sub-packaged messages dropped, by reason "
+            "(timeout, overflow)", ["reason"], registry=registry)
+        self.kafka_errors = Counter(
+            "citywatch_jt808_kafka_errors_total", "Kafka produce attempts that failed", registry=registry)
+        self.kafka_up = Gauge(
+            "citywatch_jt808_kafka_up", "0 while Kafka does not take the gateway's records (replies wait)",
+            registry=registry)

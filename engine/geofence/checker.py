@@ -20,8 +20,8 @@ batch's :class:`BatchResult` is built once at the end. Per batch (steps 1-3 in e
    one segment test (previous fix -> this one), the distance to zones with
    ``approach_m`` only when there are any, and the signed distance for the few
    (fix, zone) pairs a vehicle is in or near (hysteresis);
-5. per live fix, only the zones involved: rules and incidents
-   (engine.geofence.transitions), in event-time order; then late fixes.
+5. per live fix, in event-time order: its terminal alarms (``alarm_flags``; engine.geofence.alarms) and,
+   only for the zones involved, rules and incidents (engine.geofence.transitions); then late fixes.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ import numpy as np
 from engine.core.clock import Clock, to_iso
 from engine.geofence import fast_lane, intake
 from engine.geofence import late as late_policy
+from engine.geofence.alarms import step_alarms
 from engine.geofence.alerting import zone_alert
 from engine.geofence.batch import BatchGeometry, IndexView
 from engine.geofence.fast_lane import NO_ZONES
@@ -169,11 +170,17 @@ class ZoneChecker:
         f, r = a.fix, a.row
         vid = f.vehicle_id
         alerts = [online_alert(f, st, now, self.tz)] if st and "off" in st else []
+        alarms = st.get("alarms") if st else None
+        if f.alarm_flags is not None:
+            alarms, raised = step_alarms(f, a.speed, alarms, now, self.tz)
+            alerts += raised
         zones: dict[str, dict] = dict(st["zones"]) if st and st["zones"] else {}
         near = g.involved(r)
         involved = zones.keys() | {view.zones[z].id for z in near} if near else zones.keys()
         new_state = {"ts": f.ts, "lat": f.lat, "lon": f.lon, "x": float(x), "y": float(y), "class": f.vclass,
                      "speed": None if a.speed is None else round(a.speed, 2), "zones": zones or NO_ZONES}
+        if alarms:
+            new_state["alarms"] = alarms
         if not involved:
             return new_state, alerts
         when = datetime.fromtimestamp(f.ts, self.tz)

@@ -6,11 +6,13 @@ that is computed here, vectorised over the batch:
 
 1. rows grouped by vehicle and sorted by event time (one ``lexsort``);
 2. a vehicle goes to the *full lane* (the checker's per-fix path, engine.geofence.checker) when anything
-   about it needs Python: a fix a stateless GPS filter looks at (``valid``, ``status_flags``, an accuracy
-   worse than the limit), a repeated or older timestamp (duplicates, replays, late fixes), pending jump
-   suspects, zones in its stored state, an offline mark, a corridor assignment, a move the quick jump test
-   does not pass, or any zone its fixes touch: inside, crossed on the way from the previous fix, or within
-   an approach distance;
+   about it needs Python: a fix a stateless GPS filter looks at (``valid``, JT/T 808 ``status_flags`` with
+   the fix-valid bit clear while ``filters.invalid_fix`` is on, an accuracy worse than the limit), a fix
+   whose alarm bits (engine.geofence.alarms) differ from the vehicle's open alarm episodes (the fleet's
+   ``alarm`` column; ``alarm_flags`` not sent changes nothing), a repeated or older timestamp (duplicates,
+   replays, late fixes), pending jump suspects, zones in its stored state, an offline mark, a corridor
+   assignment, a move the quick jump test does not pass, or any zone its fixes touch: inside, crossed on
+   the way from the previous fix, or within an approach distance;
 3. every other vehicle gets its new state from its last fix, exactly as the full lane would build it.
 
 A vehicle *settled inside* one zone also takes the fast lane: a ``forbid`` or ``watch`` zone, in force at all
@@ -30,9 +32,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.geofence.alarms import ALARM_MASK
 from engine.geofence.batch import IndexView
 from engine.geofence.fleet import NO_ZONES, PartitionFleet
 from engine.telemetry.columns import FixColumns
+from engine.telemetry.filters import FIX_VALID_BIT
 from engine.telemetry.settings import FilterSettings
 
 __all__ = ["NO_ZONES", "Lanes", "Moves", "split"]
@@ -97,6 +101,7 @@ def split(cols: FixColumns, x: np.ndarray, y: np.ndarray, fleet: PartitionFleet,
     known &= ~np.isnan(last_ts)
     last_x, last_y = np.where(known, fleet.x[at], np.nan), np.where(known, fleet.y[at], np.nan)
     done = np.where(known, fleet.pos[at], -1)
+    alarm = np.where(known, fleet.alarm[at], 0)   # the bits of each vehicle's open alarm episodes
     full_v = np.zeros(m, dtype=bool)
     settled = np.full(m, -1, dtype=np.intp)   # the zone (index position) a vehicle is settled inside, or -1
     if fleet.extra:   # only vehicles with zones, suspects or an offline mark: a Python look each
@@ -118,7 +123,11 @@ def split(cols: FixColumns, x: np.ndarray, y: np.ndarray, fleet: PartitionFleet,
     # Rows a filter looks at, or the full lane's anyway.
     row_full = full_v[codes]
     row_full |= cols.valid >= 0
-    row_full |= cols.status_flags >= 0
+    if filt.invalid_fix:   # (the status word's other bits are nobody's business here)
+        status = cols.status_flags
+        row_full |= (status >= 0) & ((status & FIX_VALID_BIT) == 0)
+    flags = cols.alarm_flags   # a fix that opens or clears an alarm episode
+    row_full |= (flags >= 0) & ((flags & ALARM_MASK) != alarm[codes])
     if filt.max_accuracy_m > 0:
         row_full |= cols.accuracy_m > filt.max_accuracy_m   # NaN compares False
 

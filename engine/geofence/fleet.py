@@ -3,14 +3,19 @@
 A vehicle's live state is its last accepted fix (time, position, projected position, speed, class) and its
 place in the log; these are columns here (about 50 bytes a vehicle), found through a ``vehicle id -> row``
 index of arrays (engine.geofence.id_index, ~24 bytes a vehicle besides its id). What only vehicles in or near a zone have (per-zone incident state, pending jump suspects, an offline
-mark) is kept per row in ``extra``, as the checker's dicts.
+mark, open terminal-alarm episodes) is kept per row in ``extra``, as the checker's dicts. The bits of a row's
+open alarm episodes are also the column ``alarm`` (engine.geofence.alarms.open_bits of its ``alarms``), so the
+fast lane compares a batch's ``alarm_flags`` with them without a Python look; it is derived from ``extra``
+wherever a row is written or read back, and not a column of the checkpoint record.
 
 :meth:`PartitionFleet.state` and :meth:`PartitionFleet.put_state` convert one row to and from the dict the
 checker's per-fix path reads and returns (``ts``, ``lat``, ``lon``, ``x``, ``y``, ``class``, ``speed``,
-``zones``, and ``pos``, ``sus``, ``off`` when present), so the fast lane and the per-fix path share one store.
+``zones``, and ``pos``, ``sus``, ``off``, ``alarms`` when present), so the fast lane and the per-fix path share
+one store.
 :meth:`PartitionFleet.pack` and :meth:`PartitionFleet.unpack` write a range of rows as one binary record (its
 first row, the columns, the ids joined by NUL, the extras as JSON): the checkpoint blocks of
-engine.geofence.fleet_store.
+engine.geofence.fleet_store. Its layout (``CWS`` version 2) is unchanged since before the ``alarm`` column:
+open alarm episodes travel in the extras, so blocks of either version read in the other.
 
 >>> f = PartitionFleet()
 >>> f.put_state("闽DH0001", {"ts": 1.0, "lat": 24.5, "lon": 118.1, "x": 1.0, "y": 2.0, "class": "hazmat",
@@ -33,6 +38,7 @@ import numpy as np
 import orjson
 from numpy.typing import NDArray
 
+from engine.geofence.alarms import open_bits
 from engine.geofence.id_index import IdIndex
 from engine.geofence.intake import stored_position
 from engine.telemetry.models import CLASSES
@@ -41,7 +47,7 @@ _COLUMNS = (("ts", "<f8"), ("lat", "<f8"), ("lon", "<f8"), ("x", "<f8"), ("y", "
             ("pos", "<i8"), ("class_code", "u1"))
 _FILL = {"ts": np.nan, "lat": np.nan, "lon": np.nan, "x": np.nan, "y": np.nan, "speed": np.nan, "pos": -1,
          "class_code": 0}
-_EXTRA_KEYS = ("zones", "sus", "off")
+_EXTRA_KEYS = ("zones", "sus", "off", "alarms")
 _MAGIC = b"CWS\x02"
 _HEADER = struct.Struct("<4sIIII")   # magic+version, first row, rows, ids bytes, extras bytes
 NO_ZONES: dict[str, dict] = {}  # shared by every state near no zone (never mutated)
@@ -59,6 +65,7 @@ class PartitionFleet:
     speed: NDArray[np.float64]
     pos: NDArray[np.int64]
     class_code: NDArray[np.uint8]
+    alarm: NDArray[np.uint8]   # bits of the open alarm episodes (derived from ``extra``; not in the record)
 
     def __init__(self, capacity: int = 1024):
         self.first = 0   # the row this fleet's row 0 stands for (a checkpoint block's place in its partition)
@@ -68,6 +75,7 @@ class PartitionFleet:
         self._class_codes = {c: i for i, c in enumerate(self.classes)}
         for name, dtype in _COLUMNS:
             setattr(self, name, np.full(capacity, _FILL[name], dtype=dtype))
+        self.alarm = np.zeros(capacity, dtype=np.uint8)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -156,6 +164,7 @@ class PartitionFleet:
             self.extra[r] = extra
         else:
             self.extra.pop(r, None)
+        self.alarm[r] = open_bits(extra.get("alarms"))
 
     def items(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """Every vehicle as ``(id, state dict)`` (the offline scan and tools; not the hot path)."""
@@ -202,6 +211,7 @@ class PartitionFleet:
         fleet.classes = list(meta["classes"])
         fleet._class_codes = {c: i for i, c in enumerate(fleet.classes)}
         fleet.extra = {int(r): e for r, e in meta["extra"].items()}
+        fleet._derive_alarm(fleet.extra)
         for name, dtype in _COLUMNS:
             size = n * np.dtype(dtype).itemsize
             getattr(fleet, name)[:n] = np.frombuffer(data, dtype=dtype, count=n, offset=at)
@@ -219,7 +229,18 @@ class PartitionFleet:
         for name, _ in _COLUMNS:
             getattr(self, name)[start:start + n] = getattr(block, name)[:n]
         self.class_code[start:start + n] = codes[block.class_code[:n]]
-        self.extra.update({start + r: e for r, e in block.extra.items()})
+        extra = {start + r: e for r, e in block.extra.items()}
+        self.extra.update(extra)
+        self._derive_alarm(extra)
+
+    def _derive_alarm(self, extra: dict[int, dict[str, Any]]) -> None:
+        """The ``alarm`` column of rows whose extras were set as they are (a record read back, a block appended)."""
+        for r, e in extra.items():
+            alarms = e.get("alarms")
+            if alarms:
+                if not isinstance(alarms, dict):
+                    raise ValueError(f"fleet record: the alarms of row {r} are not an object")
+                self.alarm[r] = open_bits(alarms)
 
     # --- counts over the columns -------------------------------------------------------------------------
 
@@ -241,6 +262,9 @@ class PartitionFleet:
             arr = np.full(new_cap, _FILL[name], dtype=dtype)
             arr[:cap] = old
             setattr(self, name, arr)
+        alarm = np.zeros(new_cap, dtype=np.uint8)
+        alarm[:cap] = self.alarm
+        self.alarm = alarm
 
 
 class StateView:

@@ -9,13 +9,14 @@ takes it next) holds two kinds of entries, both on the partition of the vehicles
   put the key on ``p``). :meth:`FleetStore.flush` rewrites the blocks whose rows changed; the worker runs it
   every ``worker.checkpoint_s`` and before it gives partitions up. A vehicle that only moved costs its share of
   one block record per checkpoint instead of one changelog record per batch.
-- **journal records**: the whole states of the vehicles whose zone membership, incidents, jump suspects or
-  offline mark changed in one batch, or that raised an alert there (:func:`is_durable`), as one JSON object
-  (vehicle id -> state) under ``#dur/<p>/<n>/<salt>`` (``n`` counts up per partition), written by
-  :meth:`FleetStore.commit` before the batch's offsets are committed: an open incident or its hysteresis is
-  never only in memory, and a batch costs one changelog record for all its durable changes instead of one per
-  vehicle. The next checkpoint writes the blocks of those vehicles and deletes the partition's journal
-  records (tombstones), so the table holds about one block entry per ``BLOCK_ROWS`` vehicles.
+- **journal records**: the whole states of the vehicles whose zone membership, incidents, jump suspects,
+  offline mark or open alarm episodes changed in one batch, or that raised an alert there
+  (:func:`is_durable`), as one JSON object (vehicle id -> state) under ``#dur/<p>/<n>/<salt>`` (``n`` counts
+  up per partition), written by :meth:`FleetStore.commit` before the batch's offsets are committed: an open
+  incident, alarm episode or hysteresis is never only in memory, and a batch costs one changelog record for
+  all its durable changes instead of one per vehicle. The next checkpoint writes the blocks of those vehicles
+  and deletes the partition's journal records (tombstones), so the table holds about one block entry per
+  ``BLOCK_ROWS`` vehicles.
 
 What a worker killed with ``-9`` loses is at most ``worker.checkpoint_s`` of position-only updates.
 A partition is read back the first time the worker touches it after getting it: its blocks in order, then its
@@ -297,10 +298,12 @@ def is_durable(old: State | None, new: State, alerted: bool) -> bool:
     >>> a = {"ts": 1.0, "zones": {}}
     >>> is_durable(a, {"ts": 2.0, "zones": {}}, False), is_durable(a, {"ts": 2.0, "zones": {"z": {}}}, False)
     (False, True)
+    >>> is_durable(a, {"ts": 2.0, "zones": {}, "alarms": {"emergency": 2.0}}, False)
+    True
     """
     if alerted:
         return True
     if old is None:
-        return bool(new.get("zones") or new.get("sus") or "off" in new)
+        return bool(new.get("zones") or new.get("sus") or "off" in new or new.get("alarms"))
     return (old.get("zones") != new.get("zones") or old.get("sus") != new.get("sus")
-            or ("off" in old) != ("off" in new))
+            or ("off" in old) != ("off" in new) or old.get("alarms") != new.get("alarms"))

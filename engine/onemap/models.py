@@ -21,14 +21,17 @@ TEXT_MAX = 200
 
 #: Alert kinds that open an incident kept highlighted until a closing alert with the same ``incident_id``.
 #: ``zone.dwell`` repeats an open incident; it opens one only when the opening alert is older than the history.
-OPENING = frozenset({"zone.enter", "zone.overspeed", "zone.deviation", "zone.dwell", "vehicle.offline"})
-CLOSING = frozenset({"zone.exit", "zone.return", "zone.overspeed_end", "vehicle.online"})
+OPENING = frozenset({"zone.enter", "zone.overspeed", "zone.deviation", "zone.dwell", "vehicle.offline",
+                     "vehicle.emergency", "vehicle.overspeed_alarm", "vehicle.fatigue_alarm"})
+CLOSING = frozenset({"zone.exit", "zone.return", "zone.overspeed_end", "vehicle.online", "vehicle.emergency_cleared",
+                     "vehicle.overspeed_alarm_cleared", "vehicle.fatigue_alarm_cleared"})
 #: Only these open a highlighted incident: an ``info`` presence (a vehicle inside a ``watch`` zone) is not one.
 INCIDENT_SEVERITIES = frozenset({"warning", "critical"})
 
 _COMMON = ("alert_id", "kind", "severity", "ts", "detected_at")
 _VEHICLE = ("vehicle_id", "class", "zone_id", "zone_name", "rule", "lat", "lon", "speed_kmh", "incident_id", "late",
-            "reason", "since_at", "duration_s", "limit_kmh", "max_speed_kmh", "distance_m", "silent_s", "gap_s")
+            "reason", "since_at", "duration_s", "limit_kmh", "max_speed_kmh", "distance_m", "silent_s", "gap_s",
+            "alarm", "alarm_bit", "alarm_flags", "ended_at")
 _TASK = ("service_request_id", "service_name", "level", "lat", "lon", "long")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
@@ -12,6 +13,10 @@ import orjson
 import pytest
 
 from engine.brokers.ports import free_port
+from engine.jt808.codec import decode_frame, encode_authentication, encode_location, encode_registration
+from engine.jt808.framing import FrameReader
+from engine.jt808.location import Location
+from engine.jt808.messages import GeneralResponse, Registration, RegistrationResponse
 from tests.conftest import ROOT, TEST_KAFKA, env_for, wait_bridge_subscribed, wait_for
 from tests.integration.up_process import Up, alive
 
@@ -36,7 +41,8 @@ def test_up_spawns_everything_shows_the_scripted_violation_and_stops_clean(make_
             assert re.search(r"Kafka .* tansu \(spawned, pid \d+\); Tansu, in memory \(kafka.broker: tansu\)", out), out
         assert f"127.0.0.1:{settings.mqtt.port}" in out and settings.kafka.bootstrap in out
         pids = up.pids()
-        assert len(pids) == 6  # mqtt broker, kafka broker, worker, bridge, fleet simulator, report simulator
+        # mqtt broker, kafka broker, worker, bridge, JT/T 808 gateway, fleet, report and JT/T 808 terminal simulators
+        assert len(pids) == 8
         wait_for(lambda: re.search(r"CRITICAL\s+zone\.enter\s+闽DH0001 \(hazmat\) entered Haicang Tunnel", up.output()),
                  150, f"the scripted violation line; output so far:\n{up.output()}")
         # Demo SLAs of seconds and departments that sometimes answer late: citizen tasks escalate on the console.
@@ -58,7 +64,7 @@ def test_up_reuses_running_brokers_and_takes_another_zone_folder(make_settings, 
                                           "classes": ["taxi"]},
         "geometry": {"type": "Polygon", "coordinates": [[[118.10, 24.60], [118.11, 24.60], [118.11, 24.61],
                                                          [118.10, 24.61], [118.10, 24.60]]]}}]}).decode())
-    settings = make_settings()
+    settings = make_settings(jt808={"default_class": "taxi"})
     probe = mqtt_probe([f"{settings.mqtt.alerts_topic}/#"])
     up = Up(["--no-simulator", "--zones", str(zones)], env_for(settings))
     try:
@@ -66,7 +72,7 @@ def test_up_reuses_running_brokers_and_takes_another_zone_folder(make_settings, 
         assert up.proc.poll() is None, up.output()
         assert up.output().count("already running there (reused)") == 2
         assert "simulator" not in up.output().split("Processes", 1)[1].splitlines()[0]
-        assert len(up.pids()) == 2  # worker and bridge only
+        assert len(up.pids()) == 3  # worker, bridge and the JT/T 808 gateway only
 
         wait_bridge_subscribed(settings)
         fix = {"vehicle_id": "闽DT0009", "class": "taxi", "ts": time.time() - 5, "lat": 24.605, "lon": 118.105}
@@ -74,6 +80,12 @@ def test_up_reuses_running_brokers_and_takes_another_zone_folder(make_settings, 
         got = wait_for(lambda: [orjson.loads(p) for _, p in probe.received()], 90, "the depot alert")
         assert [(a["kind"], a["zone_id"]) for a in got] == [("zone.enter", "test-depot")]
         wait_for(lambda: "Test depot" in up.output(), 30, "the alert line on the console")
+
+        # A JT/T 808 taxi terminal (open registration, jt808.default_class taxi) drives into the depot.
+        asyncio.run(jt808_terminal_reports(settings.jt808.port, "闽DT0010", [(118.095, 24.605), (118.105, 24.605)]))
+        got = wait_for(lambda: [a for _, p in probe.received() if (a := orjson.loads(p))["vehicle_id"] == "闽DT0010"],
+                       90, "the JT/T 808 terminal's depot alert")
+        assert [(a["kind"], a["zone_id"], a["class"]) for a in got] == [("zone.enter", "test-depot", "taxi")]
         pids = up.pids()
         code = up.interrupt()
     finally:
@@ -90,3 +102,36 @@ def test_up_reports_a_bad_config_file_clearly(tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
     assert "setting mqtt.port: expected an integer, got 'not-a-port'" in r.stderr
+
+
+async def jt808_terminal_reports(port: int, plate: str, track: list[tuple[float, float]]) -> None:
+    """A JT/T 808-2013 terminal: register, authenticate, then one location report per point, each answered."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    frames, phone, serial = FrameReader(), "13900000010", 0
+
+    async def ask(frame: bytes) -> object:
+        writer.write(frame)
+        async with asyncio.timeout(30):
+            while True:
+                data = await reader.read(4096)
+                assert data, "the gateway closed the connection"
+                for raw in frames.feed(data):
+                    if isinstance(raw, bytes):
+                        _, body = decode_frame(raw)
+                        if getattr(body, "reply_serial", None) == serial:
+                            return body
+
+    try:
+        serial += 1
+        answer = await ask(encode_registration(phone, serial, Registration(35, 200, "CW", "CW-T1", "T1", 1, plate)))
+        assert isinstance(answer, RegistrationResponse) and answer.result == 0, answer
+        serial += 1
+        assert (await ask(encode_authentication(phone, serial, answer.auth_code))) == GeneralResponse(serial, 0x0102, 0)
+        t0 = time.time() - 120   # a minute apart: 1 km a minute is a plausible drive, not a jump
+        for i, (lon, lat) in enumerate(track):
+            serial += 1
+            loc = Location(alarm=0, status=0b11, lat=lat, lon=lon, altitude_m=5, speed_kmh=30.0, heading=90,
+                           ts=float(int(t0 + 60 * i)), valid=True, mileage_km=None, signal=None, satellites=None)
+            assert (await ask(encode_location(phone, serial, loc))) == GeneralResponse(serial, 0x0200, 0)
+    finally:
+        writer.close()

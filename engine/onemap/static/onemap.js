@@ -25,7 +25,8 @@
   const GRID_WEIGHT = {city: 2.5, district: 2, street: 1.2, community: 0.8};
   const LEVEL_COLOURS = {community: "#b197fc", street: "#74c0fc", district: "#ffa94d", city: "#ff8787"};
   const FEED_MAX = 200;
-  const OPENING = new Set(["zone.enter", "zone.overspeed", "zone.deviation", "zone.dwell", "vehicle.offline"]);
+  const OPENING = new Set(["zone.enter", "zone.overspeed", "zone.deviation", "zone.dwell", "vehicle.offline",
+                           "vehicle.emergency", "vehicle.overspeed_alarm", "vehicle.fatigue_alarm"]);
   const TAU = 2 * Math.PI;
 
   const state = {

@@ -46,7 +46,6 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
 from engine.core.clock import Clock, SystemClock
@@ -61,7 +60,7 @@ from engine.telemetry.bridge_http import BridgeHttp
 from engine.telemetry.broker_drops import BrokerDropWatch
 from engine.telemetry.bulk_validation import parse_messages
 from engine.telemetry.columns import FixColumns
-from engine.telemetry.delivery import KafkaHealth, OrderedLanes, Record, deliver
+from engine.telemetry.delivery import KafkaHealth, OrderedLanes, Record, batch_producer, deliver, producer_attempt
 from engine.telemetry.rejection import Parsed, Rejection
 from engine.telemetry.settings import TelemetryConfig
 from engine.telemetry.validation import parse_payload
@@ -197,20 +196,6 @@ class Bridge:
             self._subscriber.resume()
 
     # -- Kafka side -------------------------------------------------------------
-    async def _attempt(self, record: Record) -> None:
-        fut = await self._producer.send(record.topic, record.value, key=record.key, partition=record.partition)
-        if not self._idempotent:
-            await fut  # fails after request_timeout_ms; deliver() sends it again
-            return
-        # An idempotent producer never expires a batch: it retries it until the broker takes it, in order. A slow
-        # answer is reported as an outage and waited out, never sent again (that would write it twice).
-        while True:
-            try:
-                await asyncio.wait_for(asyncio.shield(fut), self.settings.bridge.kafka_timeout_s)
-                return
-            except TimeoutError:
-                self._health.failed(TimeoutError(f"no answer within {self.settings.bridge.kafka_timeout_s:g} s"))
-
     def _track(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
@@ -307,11 +292,9 @@ class Bridge:
     async def _bridge(self, stop: asyncio.Event) -> None:
         s = self.settings
         await asyncio.to_thread(ensure_topics, s.kafka, self.topic_specs)
-        timeout_ms = max(1000, int(s.bridge.kafka_timeout_s * 1000))
-        # linger_ms 0: each record is already a batch (PartitionBatcher), and a partition has one in flight
-        self._producer = AIOKafkaProducer(bootstrap_servers=s.kafka.servers, **producer_options(s.kafka),
-                                          linger_ms=0, client_id=s.bridge.client_id, max_request_size=4 * 1024 * 1024,
-                                          request_timeout_ms=timeout_ms)
+        self._producer = batch_producer(s.kafka, s.bridge.client_id, s.bridge.kafka_timeout_s)
+        self._attempt = producer_attempt(self._producer, idempotent=self._idempotent,
+                                         timeout_s=s.bridge.kafka_timeout_s, health=self._health)
         await self._producer.start()
         partitions = len(await self._producer.partitions_for(s.kafka.topics.fixes))
         self._kafka_started = True

@@ -31,8 +31,12 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
-from engine.core.metrics import BridgeMetrics
+from aiokafka import AIOKafkaProducer
+
+from engine.kafka.producers import producer_options
+from engine.kafka.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +55,23 @@ class Record:
 Attempt = Callable[[Record], Awaitable[None]]
 
 
-class KafkaHealth:
-    """Whether Kafka takes records: a gauge, an error counter and one log line per change."""
+class HealthMetrics(Protocol):
+    """What :class:`KafkaHealth` sets: the bridge's and the JT/T 808 gateway's metrics both have them."""
 
-    def __init__(self, metrics: BridgeMetrics, held: Callable[[], int]):
-        self.metrics, self._held = metrics, held
+    kafka_up: Any     # a Gauge
+    kafka_errors: Any  # a Counter
+
+
+class KafkaHealth:
+    """Whether Kafka takes records: a gauge, an error counter and one log line per change.
+
+    ``who`` names the process in the log lines and ``held`` says what it holds back meanwhile (``"MQTT
+    messages"``, ``"terminal frames"``).
+    """
+
+    def __init__(self, metrics: HealthMetrics, held: Callable[[], int], *, who: str = "bridge",
+                 what: str = "MQTT messages"):
+        self.metrics, self._held, self._who, self._what = metrics, held, who, what
         self._down_since: float | None = None
         self._failures = 0
         metrics.kafka_up.set(1)
@@ -70,16 +86,50 @@ class KafkaHealth:
         if self._down_since is None:
             self._down_since = time.monotonic()
             self.metrics.kafka_up.set(0)
-            log.warning("bridge: Kafka does not take records (%s: %s); holding back %d MQTT messages "
-                        "unacknowledged and retrying every %.0f s", type(exc).__name__, exc, self._held(),
-                        RETRY_DELAY_S)
+            log.warning("%s: Kafka does not take records (%s: %s); holding back %d %s "
+                        "unacknowledged and retrying every %.0f s", self._who, type(exc).__name__, exc, self._held(),
+                        self._what, RETRY_DELAY_S)
 
     def ok(self) -> None:
         if self._down_since is not None:
-            log.warning("bridge: Kafka takes records again after %.1f s (%d failed attempts); %d MQTT messages "
-                        "held", time.monotonic() - self._down_since, self._failures, self._held())
+            log.warning("%s: Kafka takes records again after %.1f s (%d failed attempts); %d %s held", self._who,
+                        time.monotonic() - self._down_since, self._failures, self._held(), self._what)
             self._down_since, self._failures = None, 0
             self.metrics.kafka_up.set(1)
+
+
+def batch_producer(kafka: KafkaSettings, client_id: str, timeout_s: float) -> AIOKafkaProducer:
+    """The producer of a process that sends ready-made batches (the bridge, the JT/T 808 gateway).
+
+    ``linger_ms`` 0: each record is already a batch (PartitionBatcher), and a partition has one in flight.
+    """
+    return AIOKafkaProducer(bootstrap_servers=kafka.servers, **producer_options(kafka), linger_ms=0,
+                            client_id=client_id, max_request_size=4 * 1024 * 1024,
+                            request_timeout_ms=max(1000, int(timeout_s * 1000)))
+
+
+def producer_attempt(producer: AIOKafkaProducer, *, idempotent: bool, timeout_s: float,
+                     health: KafkaHealth) -> Attempt:
+    """One try at producing a record, for :func:`deliver` and :class:`OrderedLanes`.
+
+    Without idempotence a produce fails after ``request_timeout_ms`` and :func:`deliver` sends it again. An
+    idempotent producer never expires a batch: it retries it itself until the broker takes it, in order, so
+    a slow answer is reported as an outage and waited out, never sent again (that would write it twice).
+    """
+
+    async def attempt(record: Record) -> None:
+        fut = await producer.send(record.topic, record.value, key=record.key, partition=record.partition)
+        if not idempotent:
+            await fut
+            return
+        while True:
+            try:
+                await asyncio.wait_for(asyncio.shield(fut), timeout_s)
+                return
+            except TimeoutError:
+                health.failed(TimeoutError(f"no answer within {timeout_s:g} s"))
+
+    return attempt
 
 
 async def deliver(attempt: Attempt, record: Record, health: KafkaHealth) -> None:

@@ -21,16 +21,14 @@ import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, cast
+from typing import Any
 
-from aiokafka import AIOKafkaProducer
-
-from engine.core.metrics import BridgeMetrics, Jt808Metrics
+from engine.core.metrics import Jt808Metrics
 from engine.jt808.gateway.config import Jt808Config
 from engine.kafka.producers import producer_options
 from engine.telemetry.batching import Batch, PartitionBatcher
 from engine.telemetry.columns import from_fixes
-from engine.telemetry.delivery import KafkaHealth, OrderedLanes, Record, deliver
+from engine.telemetry.delivery import KafkaHealth, OrderedLanes, Record, batch_producer, deliver, producer_attempt
 from engine.telemetry.models import Fix
 from engine.telemetry.rejection import Rejection
 
@@ -52,9 +50,7 @@ class Ingest:
         self.settings, self.metrics, self.client_id = settings, metrics, client_id
         self.pending = 0                 # tickets not yet durable
         self.started = False
-        # KafkaHealth is typed for the bridge's metrics; it sets only kafka_up and kafka_errors, which
-        # Jt808Metrics has under the gateway's own names.
-        self.health = KafkaHealth(cast(BridgeMetrics, metrics), lambda: self.pending)
+        self.health = KafkaHealth(metrics, lambda: self.pending, who="jt808 gateway", what="terminal frames")
         self._idempotent = bool(producer_options(settings.kafka)["enable_idempotence"])
         self._queue: list[Fix] = []      # fixes of this loop turn, not yet in a batch
         self._owners: list[Ticket] = []
@@ -65,11 +61,9 @@ class Ingest:
     async def start(self) -> None:
         s = self.settings
         self._loop = asyncio.get_running_loop()
-        timeout_ms = max(1000, int(s.bridge.kafka_timeout_s * 1000))
-        # linger_ms 0: each record is already a batch, and a partition has one in flight
-        self._producer = AIOKafkaProducer(bootstrap_servers=s.kafka.servers, **producer_options(s.kafka),
-                                          linger_ms=0, client_id=self.client_id, max_request_size=4 * 1024 * 1024,
-                                          request_timeout_ms=timeout_ms)
+        self._producer = batch_producer(s.kafka, self.client_id, s.bridge.kafka_timeout_s)
+        self._attempt = producer_attempt(self._producer, idempotent=self._idempotent,
+                                         timeout_s=s.bridge.kafka_timeout_s, health=self.health)
         try:
             await self._producer.start()
             partitions = len(await self._producer.partitions_for(s.kafka.topics.fixes))
@@ -154,21 +148,6 @@ class Ingest:
 
         self._lanes.put(batch.partition, Record(self.settings.kafka.topics.fixes, value, batch.key, batch.partition,
                                                 delivered))
-
-    async def _attempt(self, record: Record) -> None:
-        fut = await self._producer.send(record.topic, record.value, key=record.key, partition=record.partition)
-        if not self._idempotent:
-            await fut  # fails after request_timeout_ms; deliver() sends it again
-            return
-        # An idempotent producer retries a batch itself until the broker takes it, in order: a slow answer is
-        # reported as an outage and waited out, never sent again (that would write it twice).
-        timeout = self.settings.bridge.kafka_timeout_s
-        while True:
-            try:
-                await asyncio.wait_for(asyncio.shield(fut), timeout)
-                return
-            except TimeoutError:
-                self.health.failed(TimeoutError(f"no answer within {timeout:g} s"))
 
     def _track(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)

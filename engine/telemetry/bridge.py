@@ -56,7 +56,6 @@ from engine.kafka.topics import ensure_topics
 from engine.mqtt.packets import Message
 from engine.mqtt.subscriber import Subscriber
 from engine.telemetry.batching import Batch, PartitionBatcher
-from engine.telemetry.bridge_http import BridgeHttp
 from engine.telemetry.broker_drops import BrokerDropWatch
 from engine.telemetry.bulk_validation import parse_messages
 from engine.telemetry.columns import FixColumns
@@ -64,6 +63,7 @@ from engine.telemetry.delivery import KafkaHealth, OrderedLanes, Record, batch_p
 from engine.telemetry.rejection import Parsed, Rejection
 from engine.telemetry.settings import TelemetryConfig
 from engine.telemetry.validation import parse_payload
+from engine.web.metrics_server import MetricsServer
 
 log = logging.getLogger(__name__)
 
@@ -282,7 +282,8 @@ class Bridge:
         if not serve_metrics:
             return await self._bridge(stop)
         s = self.settings
-        http = BridgeHttp(self.registry, self.readiness, s.web.host, s.bridge.metrics_port)
+        http = MetricsServer(self.registry, self.readiness, s.web.host, s.bridge.metrics_port, who="bridge",
+                             setting="bridge.metrics_port")
         await http.start()
         try:
             await self._bridge(stop)

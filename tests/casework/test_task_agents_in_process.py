@@ -28,24 +28,9 @@ from engine.core.metrics import WorkerMetrics
 from engine.kafka.answers import AnswerWaiter
 from engine.kafka.topics import Topics, raw_topic
 from tests.casework.factories import STATION, TZ, grid, report, settings
+from tests.in_process import Captured
 
 ACCEPT_S = 1800.0  # obstruction's accept deadline at the community level (config.yaml, sla_scale 1)
-
-
-class Captured:
-    """What left the app, by topic name."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, bytes | None, bytes | None]] = []
-
-    def record(self, topic: str, key: bytes | None, value: bytes | None) -> asyncio.Future:
-        self.sent.append((topic, key, value))
-        done = asyncio.get_running_loop().create_future()
-        done.set_result(None)
-        return done
-
-    def on(self, topic: str) -> list[dict]:
-        return [orjson.loads(v) for t, _, v in self.sent if t == topic]
 
 
 @pytest.fixture

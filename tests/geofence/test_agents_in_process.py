@@ -14,7 +14,6 @@ from unittest import mock
 from zoneinfo import ZoneInfo
 
 import faust
-import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -29,6 +28,7 @@ from engine.settings import Settings
 from engine.telemetry.columns import from_fixes
 from engine.telemetry.models import Fix
 from engine.telemetry.wire import encode
+from tests.in_process import Captured
 
 TZ = "Asia/Shanghai"
 T0 = datetime(2026, 9, 8, 10, 0, tzinfo=ZoneInfo(TZ)).timestamp()
@@ -42,22 +42,6 @@ async def until(condition) -> None:
         while not condition():
             await asyncio.sleep(0.005)
     await asyncio.wait_for(poll(), WAIT_S)
-
-
-class Captured:
-    """What left the app, by topic name."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, bytes | None, bytes | None]] = []
-
-    def record(self, topic: str, key: bytes | None, value: bytes | None) -> asyncio.Future:
-        self.sent.append((topic, key, value))
-        done = asyncio.get_running_loop().create_future()
-        done.set_result(None)
-        return done
-
-    def on(self, topic: str) -> list[dict]:
-        return [orjson.loads(v) for t, _, v in self.sent if t == topic]
 
 
 @pytest.fixture

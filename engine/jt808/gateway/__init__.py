@@ -14,8 +14,7 @@ asyncio, Kafka and the telemetry domain's fix rules.
 * :mod:`~engine.jt808.gateway.connection`: one socket's read loop and its bounds (idle, pending replies,
   slow reader).
 * :mod:`~engine.jt808.gateway.server`: ``Gateway`` (the TCP server, the connection limit, graceful stop) and
-  ``run_gateway``, the process entry.
-* :mod:`~engine.jt808.gateway.metrics_http`: ``/metrics`` and ``/health``.
+  ``run_gateway``, the process entry; ``/metrics`` and ``/health`` are :mod:`engine.web.metrics_server`'s.
 
 Import from the module that defines a name; nothing is re-exported here.
 """

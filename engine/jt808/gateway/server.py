@@ -30,11 +30,11 @@ from engine.core.metrics import Jt808Metrics
 from engine.jt808.gateway.config import Jt808Config
 from engine.jt808.gateway.connection import Connection
 from engine.jt808.gateway.ingest import Ingest
-from engine.jt808.gateway.metrics_http import GatewayHttp
 from engine.jt808.gateway.registry import Admission
 from engine.jt808.gateway.session import Session
 from engine.kafka.admin import TopicSpecs
 from engine.kafka.topics import ensure_topics
+from engine.web.metrics_server import MetricsServer
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,8 @@ class Gateway:
         """Serve terminals until ``stop`` is set; with ``serve_metrics``, ``/metrics`` and ``/health`` meanwhile."""
         if not serve_metrics:
             return await self._serve(stop)
-        http = GatewayHttp(self.registry, self.readiness, self.settings.web.host, self.settings.jt808.metrics_port)
+        http = MetricsServer(self.registry, self.readiness, self.settings.web.host, self.settings.jt808.metrics_port,
+                             who="jt808", setting="jt808.metrics_port")
         await http.start()
         try:
             await self._serve(stop)

@@ -87,7 +87,8 @@ def format_alert(a: dict[str, Any]) -> str:
             "driver.flagged": "flagged"}.get(kind, kind)
     extra = f" after {a['duration_s']:.0f} s" if kind in ENDS_EPISODE and "duration_s" in a else ""
     pos = f" at {a['lat']:.5f},{a['lon']:.5f}" if isinstance(a.get("lat"), (int, float)) else ""
-    return f"{SEVERITY_MARK.get(sev, '  ')} {when} {sev.upper():8} {kind:14} {who} {verb} {where}{extra}{pos}"
+    said = " ".join(part for part in (who, verb, where) if part)
+    return f"{SEVERITY_MARK.get(sev, '  ')} {when} {sev.upper():8} {kind:14} {said}{extra}{pos}"
 
 
 def task_line(a: dict[str, Any]) -> str:

@@ -87,6 +87,10 @@ def format_alert(a: dict[str, Any]) -> str:
             "driver.flagged": "flagged"}.get(kind, kind)
     extra = f" after {a['duration_s']:.0f} s" if kind in ENDS_EPISODE and "duration_s" in a else ""
     pos = f" at {a['lat']:.5f},{a['lon']:.5f}" if isinstance(a.get("lat"), (int, float)) else ""
+    if a.get("position") == "last_known":   # the fix itself had no usable position (e.g. no GPS lock)
+        pos = f" last seen{pos} at {str(a.get('position_ts', ''))[11:19]}"
+    elif a.get("position") == "none":
+        pos = " (no position yet)"
     said = " ".join(part for part in (who, verb, where) if part)
     return f"{SEVERITY_MARK.get(sev, '  ')} {when} {sev.upper():8} {kind:14} {said}{extra}{pos}"
 

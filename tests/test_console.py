@@ -20,3 +20,12 @@ def test_a_zone_alert_names_the_zone():
     line = format_alert({**BASE, "kind": "zone.enter", "severity": "critical", "zone_id": "haicang-tunnel",
                          "zone_name": "Haicang Tunnel"})
     assert line.endswith("闽DH1234 (hazmat) entered Haicang Tunnel [haicang-tunnel] at 24.48120,118.04500")
+
+
+def test_an_sos_without_a_gps_lock_says_where_the_vehicle_was_last_seen():
+    line = format_alert({**BASE, "kind": "vehicle.emergency", "severity": "critical", "position": "last_known",
+                         "position_ts": "2026-09-08T09:58:30.000+08:00"})
+    assert line.endswith("闽DH1234 (hazmat) pressed SOS last seen at 24.48120,118.04500 at 09:58:30")
+    nowhere = format_alert({**BASE, "kind": "vehicle.emergency", "severity": "critical", "position": "none",
+                            "lat": None, "lon": None})
+    assert nowhere.endswith("闽DH1234 (hazmat) pressed SOS (no position yet)")

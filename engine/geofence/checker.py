@@ -21,11 +21,14 @@ batch's :class:`BatchResult` is built once at the end. Per batch (steps 1-3 in e
    ``approach_m`` only when there are any, and the signed distance for the few
    (fix, zone) pairs a vehicle is in or near (hysteresis);
 5. per live fix, in event-time order: its terminal alarms (``alarm_flags``; engine.geofence.alarms) and,
-   only for the zones involved, rules and incidents (engine.geofence.transitions); then late fixes.
+   only for the zones involved, rules and incidents (engine.geofence.transitions); between them, the terminal
+   alarms of the vehicle's fixes steps 1 and 3 rejected (their position stays rejected: the state changes in
+   its ``alarms`` only); then late fixes.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -110,7 +113,9 @@ class ZoneChecker:
         live, late = ordered.live, ordered.late
         batch = live + late
         if not batch:
-            return BatchResult(intake.finish({}, ordered.newest, states, {}), [], ordered.rejections)
+            cur: dict[str, dict[str, Any]] = {}
+            alerts = self._rejected_alarms(_alarm_queues(ordered.filtered), states, cur, self.clock.now())
+            return BatchResult(intake.finish({}, ordered.newest, states, cur), alerts, ordered.rejections)
         n = len(batch)
         x, y = view.index.project(np.fromiter((f.lon for f in batch), float, n),
                                   np.fromiter((f.lat for f in batch), float, n))
@@ -119,8 +124,11 @@ class ZoneChecker:
         late_rows, late_rejections = intake.late_rows(late, len(live), x, y, filt)
         rejections = ordered.rejections + jumps.rejections + late_rejections
         rows = np.array([a.row for a in jumps.accepted] + late_rows, dtype=np.intp)
+        queues = _alarm_queues(ordered.filtered + jumps.rejected)
         if not rows.size:
-            return BatchResult(intake.finish(jumps.suspects, ordered.newest, states, {}), [], rejections)
+            cur = {}
+            alerts = self._rejected_alarms(queues, states, cur, self.clock.now())
+            return BatchResult(intake.finish(jumps.suspects, ordered.newest, states, cur), alerts, rejections)
         stored = {}
         for vid in jumps.suspects:
             st = states.get(vid)
@@ -129,13 +137,19 @@ class ZoneChecker:
         geo_hits = BatchGeometry(view, x, y, px, py, rows, jumps.accepted, late_rows, batch, stored, tuning.margin)
         now = self.clock.now()
         xs, ys = x.tolist(), y.tolist()
-        alerts: list[dict[str, Any]] = []
-        cur: dict[str, dict[str, Any]] = {}
+        alerts = []
+        cur = {}
         for a in jumps.accepted:
             vid = a.fix.vehicle_id
             st = cur[vid] if vid in cur else states.get(vid)
+            queue = queues.get(vid) if queues else None
+            if queue and queue[-1].ts < a.fix.ts:   # the vehicle's rejected fixes before this one
+                st, raised = self._rejected_alarm(queue, a.fix.ts, st, now)
+                alerts += raised
             cur[vid], raised = self._live(a, st, xs[a.row], ys[a.row], geo_hits, view, tuning, geo.moving_kmh, now)
             alerts += raised
+        if queues:   # the rejected fixes after each vehicle's last accepted one
+            alerts += self._rejected_alarms(queues, states, cur, now)
         late_seen: dict[str, dict[str, Any]] = {}
         for r in late_rows:
             self._late(batch[r], r, geo_hits, view, tuning.margin, geo.late_group_s, now, late_seen)
@@ -156,7 +170,7 @@ class ZoneChecker:
         if not lanes.full_rows.size:
             return BatchResult(moves=lanes.moves, checked=lanes.checked)
         fixes = [cols.fix(r) for r in lanes.full_rows.tolist()]
-        before = StateView(fleet, list(dict.fromkeys(f.vehicle_id for f in fixes)))
+        before = FleetStates(fleet, list(dict.fromkeys(f.vehicle_id for f in fixes)))
         full = self.check(fixes, before,
                           None if positions is None else positions[lanes.full_rows].tolist())
         return BatchResult(full.states, full.alerts, full.rejections, checked=full.checked + lanes.checked,
@@ -171,7 +185,7 @@ class ZoneChecker:
         vid = f.vehicle_id
         alerts = [online_alert(f, st, now, self.tz)] if st and "off" in st else []
         alarms = st.get("alarms") if st else None
-        if f.alarm_flags is not None:
+        if f.alarm_flags is not None or alarms:
             alarms, raised = step_alarms(f, a.speed, alarms, now, self.tz)
             alerts += raised
         zones: dict[str, dict] = dict(st["zones"]) if st and st["zones"] else {}
@@ -210,6 +224,42 @@ class ZoneChecker:
         new_state["zones"] = zones or NO_ZONES
         return new_state, alerts
 
+    def _rejected_alarms(self, queues: dict[str, list[Fix]], states: StoredStates, cur: dict[str, dict[str, Any]],
+                         now: float) -> list[dict[str, Any]]:
+        """The alarm alerts of each vehicle's rejected fixes left in ``queues`` (all of them: the batch's accepted
+        ones are done); ``cur`` gets the states they changed."""
+        alerts: list[dict[str, Any]] = []
+        for vid, queue in queues.items():
+            if queue:
+                st = cur[vid] if vid in cur else states.get(vid)
+                new, raised = self._rejected_alarm(queue, math.inf, st, now)
+                if raised and new is not None:   # (a change always makes a state)
+                    cur[vid] = new
+                    alerts += raised
+        return alerts
+
+    def _rejected_alarm(self, queue: list[Fix], until: float, st: dict[str, Any] | None,
+                        now: float) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        """The terminal alarms of a vehicle's fixes a GPS filter rejected, older than ``until`` (popped from
+        ``queue``, newest first): the vehicle's state (``st``, or a new one when they changed an episode) and the
+        alerts. Their position stays rejected: the state keeps its position, time, zones and book-keeping.
+        A fix not newer than the vehicle's newest accepted one changes nothing (as a late fix or a duplicate)."""
+        alerts: list[dict[str, Any]] = []
+        while queue and queue[-1].ts < until:
+            f = queue.pop()
+            last = None
+            if st is not None and intake.has_position(st):
+                if f.ts <= st["ts"]:
+                    continue
+                last = (st["lat"], st["lon"], st["ts"])
+            alarms, raised = step_alarms(f, None, st.get("alarms") if st else None, now, self.tz, rejected=True,
+                                         last_known=last)
+            if raised:
+                st = dict(st) if st else positionless(f.vclass)
+                st["alarms"] = alarms
+                alerts += raised
+        return st, alerts
+
     def _late(self, f: Fix, r: int, g: BatchGeometry, view: IndexView, margin: float, group_s: float, now: float,
               seen: dict[str, dict[str, Any]]) -> None:
         """Audit alerts of one late fix (engine.geofence.late), merged into ``seen`` by alert id."""
@@ -228,6 +278,52 @@ class ZoneChecker:
                          "last_late_at": to_iso(f.ts, self.tz)}
 
 
+
+
+def positionless(vclass: str, alarms: dict[str, float] | None = None) -> dict[str, Any]:
+    """The state of a vehicle without an accepted fix yet whose rejected fixes changed its alarm episodes: no
+    position (``ts`` and the coordinates NaN, as a fleet row without a fix; engine.geofence.intake.has_position),
+    its ``alarms`` (with their ``as_of``)."""
+    nan = math.nan
+    st: dict[str, Any] = {"ts": nan, "lat": nan, "lon": nan, "x": nan, "y": nan, "class": vclass, "speed": None,
+                          "zones": NO_ZONES}
+    if alarms:
+        st["alarms"] = alarms
+    return st
+
+
+class FleetStates(StateView):
+    """A fleet's rows as the per-fix path reads them, the rows of :func:`positionless` states included (a fleet
+    row without a fix reads as no state; its extras still hold the episodes)."""
+
+    def get(self, vid: str, default: Any = None) -> dict[str, Any] | None:
+        if vid in self.seen:
+            return self.seen[vid]
+        st = super().get(vid)
+        if st is None:
+            fleet = self.fleet
+            r = fleet.rows.get(vid)
+            extra = fleet.extra.get(r) if r is not None else None
+            if extra and extra.get("alarms"):
+                st = self.seen[vid] = positionless(fleet.classes[fleet.class_code[r]], extra["alarms"])
+        return st
+
+
+def _alarm_queues(rejected: list[Fix]) -> dict[str, list[Fix]]:
+    """The rejected fixes that carry alarm bits, per vehicle, newest first (popped oldest first)."""
+    queues: dict[str, list[Fix]] = {}
+    for f in rejected:
+        if f.alarm_flags is not None:
+            queues.setdefault(f.vehicle_id, []).append(f)
+    for queue in queues.values():
+        if len(queue) > 1:
+            queue.sort(key=_ts)
+            queue.reverse()   # (equal times: popped in batch order)
+    return queues
+
+
+def _ts(f: Fix) -> float:
+    return f.ts
 
 
 def _zone(view: IndexView, zone_id: str) -> Zone | None:

@@ -9,10 +9,13 @@ that is computed here, vectorised over the batch:
    about it needs Python: a fix a stateless GPS filter looks at (``valid``, JT/T 808 ``status_flags`` with
    the fix-valid bit clear while ``filters.invalid_fix`` is on, an accuracy worse than the limit), a fix
    whose alarm bits (engine.geofence.alarms) differ from the vehicle's open alarm episodes (the fleet's
-   ``alarm`` column; ``alarm_flags`` not sent changes nothing), a repeated or older timestamp (duplicates,
-   replays, late fixes), pending jump suspects, zones in its stored state, an offline mark, a corridor
-   assignment, a move the quick jump test does not pass, or any zone its fixes touch: inside, crossed on
-   the way from the previous fix, or within an approach distance;
+   ``alarm`` column; ``alarm_flags`` not sent changes nothing), alarms last changed by a rejected fix newer
+   than the vehicle's position (their ``as_of``; a vehicle without a position yet has one), a repeated or
+   older timestamp (duplicates, replays, late fixes), pending jump suspects, zones in its stored state, an
+   offline mark, a corridor assignment, a move the quick jump test does not pass, or any zone its fixes
+   touch: inside, crossed on the way from the previous fix, or within an approach distance. (The rows a
+   filter rejects are thus all decided there, their terminal alarms included: a rejected fix's bits are
+   looked at only when it carries them, and go no further than a comparison when they equal the open ones);
 3. every other vehicle gets its new state from its last fix, exactly as the full lane would build it.
 
 A vehicle *settled inside* one zone also takes the fast lane: a ``forbid`` or ``watch`` zone, in force at all
@@ -32,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.geofence.alarms import ALARM_MASK
+from engine.geofence.alarms import ALARM_MASK, AS_OF
 from engine.geofence.batch import IndexView
 from engine.geofence.fleet import NO_ZONES, PartitionFleet
 from engine.telemetry.columns import FixColumns
@@ -104,11 +107,11 @@ def split(cols: FixColumns, x: np.ndarray, y: np.ndarray, fleet: PartitionFleet,
     alarm = np.where(known, fleet.alarm[at], 0)   # the bits of each vehicle's open alarm episodes
     full_v = np.zeros(m, dtype=bool)
     settled = np.full(m, -1, dtype=np.intp)   # the zone (index position) a vehicle is settled inside, or -1
-    if fleet.extra:   # only vehicles with zones, suspects or an offline mark: a Python look each
+    if fleet.extra:   # only vehicles with zones, suspects, an offline mark or alarms: a Python look each
         extra_rows = np.fromiter(fleet.extra.keys(), dtype=np.intp, count=len(fleet.extra))
-        for v in np.flatnonzero(known & np.isin(vrows, extra_rows)).tolist():
+        for v in np.flatnonzero((vrows >= 0) & np.isin(vrows, extra_rows)).tolist():
             extra = fleet.extra[int(vrows[v])]
-            if "sus" in extra or "off" in extra:
+            if "sus" in extra or "off" in extra or AS_OF in extra.get("alarms", ()):
                 full_v[v] = True
             elif extra.get("zones"):
                 z = _settled_zone(extra["zones"], view)

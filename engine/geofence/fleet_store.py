@@ -39,6 +39,7 @@ blocks at the next checkpoint.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable, Iterator, MutableMapping, Sequence
 from typing import Any
 
@@ -274,7 +275,17 @@ def _journal_values(states: dict[str, State]) -> Iterator[bytes]:
 
 
 def _merge(fleet: PartitionFleet, vid: str, st: State) -> bool:
-    """Take ``st`` for ``vid`` unless the fleet holds a newer state; whether it was taken."""
+    """Take ``st`` for ``vid`` unless the fleet holds a newer state; whether it was taken.
+
+    A vehicle whose terminal has had no position lock yet but raised an alarm has a state without a position
+    (JSON ``null`` for its time and coordinates): it is taken while the fleet holds no position for it, so its
+    open episode survives a restart.
+    """
+    if st.get("ts") is None and isinstance(st.get("alarms"), dict) and st["alarms"]:
+        have = fleet.state(vid)
+        if have is not None and have["ts"] == have["ts"]:   # a real position (not NaN) is newer than none
+            return False
+        st = {**st, **{k: math.nan for k in ("ts", "lat", "lon", "x", "y") if st.get(k) is None}}
     if not isinstance(st.get("ts"), (int, float)):
         return False
     have = fleet.state(vid)

@@ -11,6 +11,11 @@ runs them as one-way stages); each returns what it decided, its rejections
 - ``jumps``: live fixes against the vehicle's anchor (engine.telemetry.filters).
 - ``late_rows``: spikes among a vehicle's late fixes.
 - ``finish``: pending suspects and the newest log position, kept in the state.
+
+``order`` and ``jumps`` also hand back the fixes their GPS filters rejected (not the duplicates): their
+terminal alarms still count (engine.geofence.alarms). A stored state may have no position
+(:func:`has_position`): a vehicle whose only fixes so far were rejected, kept for its alarm episodes; it is
+neither an anchor nor a lateness bound.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ class Ordered(NamedTuple):
     late: list[Fix]
     newest: dict[str, int]          # the newest log position seen per vehicle (its state's ``pos``)
     rejections: list[Rejection]     # GPS filters and duplicates
+    filtered: list[Fix]             # the fixes a stateless GPS filter rejected (in batch order)
 
 
 class Jumps(NamedTuple):
@@ -63,6 +69,7 @@ class Jumps(NamedTuple):
     accepted: list[Live]
     suspects: dict[str, list]
     rejections: list[Rejection]
+    rejected: list[Fix]             # the fixes of ``rejections``
 
 
 def order(fixes: list[Fix], states: StoredStates, positions: Sequence[tuple[int, int] | int] | None,
@@ -72,6 +79,7 @@ def order(fixes: list[Fix], states: StoredStates, positions: Sequence[tuple[int,
     Also the newest log position seen per vehicle (kept as ``pos`` in its state: one int, see :func:`log_position`).
     """
     rejections: list[Rejection] = []
+    filtered: list[Fix] = []
     by_vehicle: dict[str, list[tuple[Fix, int | None]]] = defaultdict(list)
     max_accuracy = filt.max_accuracy_m if filt.max_accuracy_m > 0 else math.inf
     for i, f in enumerate(fixes):
@@ -80,6 +88,7 @@ def order(fixes: list[Fix], states: StoredStates, positions: Sequence[tuple[int,
             problem = quality_problem(f, filt)
             if problem:
                 rejections.append(reject(f, *problem))
+                filtered.append(f)
                 continue
         pos = None if positions is None else positions[i]
         by_vehicle[f.vehicle_id].append((f, pos if pos is None or isinstance(pos, int) else log_position(*pos)))
@@ -90,7 +99,7 @@ def order(fixes: list[Fix], states: StoredStates, positions: Sequence[tuple[int,
         if len(fl) > 1:
             fl.sort(key=_by_ts)
         st = states.get(vid)
-        last = st["ts"] if st else None
+        last = st["ts"] if st is not None and has_position(st) else None
         done = stored_position(st.get("pos")) if st else None
         sus = st.get("sus") if st else None
         seen: set[float] = {s[0] for s in sus} if sus else set()
@@ -106,7 +115,7 @@ def order(fixes: list[Fix], states: StoredStates, positions: Sequence[tuple[int,
             seen.add(f.ts)
             if pos is not None and (vid not in newest or pos > newest[vid]):
                 newest[vid] = pos
-    return Ordered(live, late, newest, rejections)
+    return Ordered(live, late, newest, rejections, filtered)
 
 _NO_SUSPECTS: list = []
 
@@ -121,6 +130,7 @@ def jumps(live: list[Fix], states: StoredStates, x: np.ndarray, y: np.ndarray,
     arrays) with each accepted fix's anchor."""
     accepted: list[Live] = []
     rejections: list[Rejection] = []
+    rejected: list[Fix] = []
     suspects: dict[str, list] = {}
     anchor: tuple[float, float, float] | None = None
     xs, ys = x.tolist(), y.tolist()
@@ -131,7 +141,7 @@ def jumps(live: list[Fix], states: StoredStates, x: np.ndarray, y: np.ndarray,
         vid = f.vehicle_id
         if vid not in suspects:  # the vehicle's first live fix in this batch
             st = states.get(vid)
-            anchor = (st["ts"], st["x"], st["y"]) if st else None
+            anchor = (st["ts"], st["x"], st["y"]) if st and has_position(st) else None
             sus = st.get("sus") if st else None
             suspects[vid] = list(sus) if sus else _NO_SUSPECTS   # replaced, never appended to
         here_x, here_y = xs[row], ys[row]
@@ -151,6 +161,7 @@ def jumps(live: list[Fix], states: StoredStates, x: np.ndarray, y: np.ndarray,
                 rejections.append(reject(
                     f, "implausible_jump", f"implies {verdict.implied_kmh:.0f} km/h from the last accepted fix "
                     f"(limit {limit:g})", implied_kmh=round(verdict.implied_kmh, 1)))
+                rejected.append(f)
                 continue
             prev = None if verdict.reanchored else anchor
         speed = f.speed_kmh
@@ -165,7 +176,7 @@ def jumps(live: list[Fix], states: StoredStates, x: np.ndarray, y: np.ndarray,
         anchor = (f.ts, here_x, here_y)
     if prev_rows:  # the segment of each accepted fix starts at its anchor
         px[prev_rows], py[prev_rows] = zip(*prev_xy)
-    return Jumps(accepted, suspects, rejections)
+    return Jumps(accepted, suspects, rejections, rejected)
 
 def late_rows(late: list[Fix], offset: int, x: np.ndarray, y: np.ndarray,
               filt: FilterSettings) -> tuple[list[int], list[Rejection]]:
@@ -208,6 +219,16 @@ def finish(suspects: dict[str, list], newest: dict[str, int], states: StoredStat
         if pos is not None:
             new["pos"] = pos
     return out
+
+
+def has_position(st: Mapping[str, Any] | None) -> bool:
+    """Whether a stored state has a position (an accepted fix); one kept only for the alarm episodes of rejected
+    fixes has ``ts`` NaN (as a fleet row without a fix).
+
+    >>> has_position({"ts": 1.0}), has_position({"ts": float("nan")}), has_position(None)
+    (True, False, False)
+    """
+    return st is not None and st["ts"] == st["ts"]
 
 
 def log_position(offset: int, index: int) -> int:

@@ -31,7 +31,7 @@ INCIDENT_SEVERITIES = frozenset({"warning", "critical"})
 _COMMON = ("alert_id", "kind", "severity", "ts", "detected_at")
 _VEHICLE = ("vehicle_id", "class", "zone_id", "zone_name", "rule", "lat", "lon", "speed_kmh", "incident_id", "late",
             "reason", "since_at", "duration_s", "limit_kmh", "max_speed_kmh", "distance_m", "silent_s", "gap_s",
-            "alarm", "alarm_bit", "alarm_flags", "ended_at")
+            "alarm", "alarm_bit", "alarm_flags", "ended_at", "position", "position_ts")
 _TASK = ("service_request_id", "service_name", "level", "lat", "lon", "long")
 
 

@@ -2,7 +2,8 @@
 ``vehicle.fatigue_alarm`` and their ``_cleared`` alerts.
 
 Open, repeat and clear with stable ids; the three bits apart; late fixes and fixes without the DWORD change
-nothing; a replay gives the same ids and no new alert; open episodes survive the tracks table (journal and
+nothing; fixes a GPS filter rejects open and clear episodes at the vehicle's last known position (or none),
+their position still rejected, and never out of event-time order; a replay gives the same ids and no new alert; open episodes survive the tracks table (journal and
 blocks) and a block of the previous version still reads; the fast lane sends only fixes whose alarm bits
 differ from the stored ones (and JT/T 808 fixes with a valid status word) past Python, and gives what the
 per-fix path gives.
@@ -18,6 +19,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -26,9 +28,10 @@ from engine.core.clock import to_iso
 from engine.geofence import alarms as alarms_module
 from engine.geofence import fleet as fleet_module
 from engine.geofence.alarms import episode_id
+from engine.geofence.checker import FleetStates
 from engine.geofence.fleet import PartitionFleet
 from engine.geofence.fleet_store import FleetStore, is_durable
-from engine.geofence.intake import log_position
+from engine.geofence.intake import has_position, log_position
 from engine.settings import Settings
 from engine.telemetry.columns import from_fixes
 from engine.telemetry.models import Fix
@@ -137,12 +140,123 @@ def test_late_fixes_neither_open_nor_close_episodes():
     assert view(r.alerts)[-1] == ("vehicle.emergency_cleared", 210) and r.alerts[-1]["duration_s"] == 10
 
 
-def test_fixes_the_filters_reject_open_nothing():
+# --- fixes a GPS filter rejects ----------------------------------------------------------------------------
+
+POSITION = ("ts", "lat", "lon", "x", "y", "speed", "class", "zones", "pos")
+
+
+def test_an_sos_without_position_lock_opens_the_emergency_at_the_last_known_position():
+    r = Run(ZONES)
+    r.feed(fix("h", 0, 100, 100, alarm_flags=0), positions=[(1, 0)])        # inside the zone: an incident
+    before = dict(r.states["h"])
+    r.alerts.clear()
+    tunnel = far("h", 10, SOS, valid=False)                                 # no lock: a stale, wrong position
+    res = r.feed(tunnel, positions=[(2, 0)])
+    [sos] = res.alerts
+    assert sos["kind"] == "vehicle.emergency" and sos["severity"] == "critical" and at(sos) == 10
+    assert sos["alert_id"] == sos["incident_id"] == episode_id("h", "vehicle.emergency", T0 + 10)
+    assert sos["position"] == "last_known" and sos["position_ts"] == iso(0)
+    assert (sos["lat"], sos["lon"]) == (before["lat"], before["lon"]) != (tunnel.lat, tunnel.lon)
+    assert sos["speed_kmh"] is None and (sos["alarm"], sos["alarm_flags"]) == ("emergency", SOS)
+    assert [(x.reason, x.vehicle_id) for x in res.rejections] == [("invalid_fix", "h")]
+    after = r.states["h"]
+    assert {k: after.get(k) for k in POSITION} == {k: before.get(k) for k in POSITION}   # zones, position, ts
+    assert after["alarms"] == {"emergency": T0 + 10, "as_of": T0 + 10}
+    r.alerts.clear()
+    r.feed(fix("h", 20, 110, 100, alarm_flags=SOS))                         # the lock is back, still SOS
+    assert r.alerts == [] and r.states["h"]["alarms"] == {"emergency": T0 + 10}
+    r.feed(fix("h", 30, 120, 100, alarm_flags=0))
+    [cleared] = r.alerts
+    assert cleared["kind"] == "vehicle.emergency_cleared" and cleared["incident_id"] == sos["alert_id"]
+    assert cleared["position"] == "fix" and "position_ts" not in cleared and cleared["duration_s"] == 20.0
+    assert r.states["h"]["zones"] == before["zones"]                        # the zone's incident never moved
+
+
+def test_a_rejected_fix_clears_an_episode_and_a_rejected_jump_opens_one():
+    r = Run(ZONES)
+    r.each([far("h", 0, FATIGUE), far("h", 10, FATIGUE)])
+    stored = dict(r.states["h"])
+    [opened] = r.alerts
+    assert opened["position"] == "fix" and "position_ts" not in opened
+    r.alerts.clear()
+    r.feed(far("h", 20, 0, accuracy_m=500))                                 # poor accuracy, the bit clear
+    [cleared] = r.alerts
+    assert cleared["kind"] == "vehicle.fatigue_alarm_cleared" and cleared["incident_id"] == opened["alert_id"]
+    assert cleared["duration_s"] == 20.0 and cleared["ended_at"] == iso(20) and cleared["position"] == "last_known"
+    assert (cleared["lat"], cleared["lon"], cleared["position_ts"]) == (stored["lat"], stored["lon"], iso(10))
+    r.alerts.clear()
+    r.feed(far("h", 30, SOS, east=90_000))                                  # a teleport with the SOS
+    [sos] = r.alerts
+    assert sos["kind"] == "vehicle.emergency" and sos["position"] == "last_known" and sos["lat"] == stored["lat"]
+    assert [x.reason for x in r.rejections] == ["poor_accuracy", "implausible_jump"]
+    assert {k: r.states["h"].get(k) for k in POSITION} == {k: stored.get(k) for k in POSITION}
+    assert r.states["h"]["sus"] and r.states["h"]["alarms"] == {"emergency": T0 + 30, "as_of": T0 + 30}
+
+
+def test_a_vehicle_without_a_stored_position_raises_with_position_none_once_on_both_paths():
+    garage = [far("g", 0, SOS, status_flags=0), far("g", 10, SOS, status_flags=0)]   # no lock since it started
+    r = Run(ZONES)
+    r.feed(garage[0])
+    [sos] = r.alerts
+    assert sos["kind"] == "vehicle.emergency" and sos["position"] == "none" and "position_ts" not in sos
+    assert sos["lat"] is None and sos["lon"] is None and sos["class"] == "hazmat"
+    assert [x.reason for x in r.rejections] == ["invalid_fix"]
+    assert not has_position(r.states["g"]) and r.states["g"]["alarms"] == {"emergency": T0, "as_of": T0}
+    r.feed(garage[1])
+    assert len(r.alerts) == 1                                               # still the same episode
+    columns, fleet = Run(ZONES), PartitionFleet()
+    assert check_into(columns, fleet, garage[:1]).alerts == [sos]
+    assert fleet.state("g") is None and fleet.alarm[fleet.rows["g"]] == SOS  # a row without a position
+    assert FleetStates(fleet).get("g")["alarms"] == {"emergency": T0, "as_of": T0}
+    assert check_into(columns, fleet, garage[1:]).alerts == []
+    first = far("g", 20, 0)                                                 # the first lock: the bit clear
+    res = check_into(columns, fleet, [first])
+    [cleared] = res.alerts
+    assert cleared["kind"] == "vehicle.emergency_cleared" and cleared["position"] == "fix"
+    assert cleared["incident_id"] == sos["alert_id"] and cleared["duration_s"] == 20.0
+    assert (fleet.state("g")["lat"], fleet.state("g")["ts"]) == (first.lat, T0 + 20)
+    assert "alarms" not in fleet.state("g") and fleet.alarm[fleet.rows["g"]] == 0
+
+
+def test_a_rejected_fix_not_newer_than_the_last_change_neither_reopens_nor_closes():
     r = Run(ZONES)
     r.feed(far("h", 0, 0))
-    r.feed(far("h", 10, SOS, accuracy_m=500), far("h", 20, SOS, east=90_000))   # poor accuracy, a teleport
-    assert r.alerts == [] and {x.reason for x in r.rejections} == {"poor_accuracy", "implausible_jump"}
-    assert "alarms" not in r.states["h"]
+    r.feed(far("h", 20, SOS, valid=False))                                  # opens
+    r.feed(far("h", 10, 0, valid=False))                                    # newer than the position, older
+    r.feed(far("h", 20, 0, valid=False))                                    # than the SOS, or as old: nothing
+    assert view(r.alerts) == [("vehicle.emergency", 20)]
+    r.feed(far("h", 30, 0, valid=False))                                    # clears
+    r.feed(far("h", 25, SOS, valid=False))                                  # older than the clear: no reopening
+    assert view(r.alerts) == [("vehicle.emergency", 20), ("vehicle.emergency_cleared", 30)]
+    r.feed(far("h", 15, SOS))                                               # accepted, live, but older too
+    assert len(r.alerts) == 2 and r.states["h"]["ts"] == T0 + 15 and r.states["h"]["alarms"] == {"as_of": T0 + 30}
+    r.feed(far("h", 28, SOS, valid=False), far("h", 5, SOS, valid=False))   # older than the change / the position
+    r.feed(far("h", 15, SOS, valid=False))                                  # the stored fix's time
+    r.feed(far("h", 15, SOS))                                               # a duplicate
+    assert len(r.alerts) == 2 and r.rejections[-1].reason == "duplicate"
+    r.feed(far("h", 40, SOS, valid=False))
+    assert view(r.alerts)[-1] == ("vehicle.emergency", 40)
+
+
+def test_a_rejected_fix_as_old_as_the_stored_position_or_older_changes_nothing():
+    r = Run(ZONES)
+    r.each([far("h", 0, 0), far("h", 10, SOS)])                            # opened by an accepted fix: no as_of
+    assert r.states["h"]["alarms"] == {"emergency": T0 + 10}
+    r.feed(far("h", 10, 0, valid=False), far("h", 5, 0, valid=False))      # the stored fix's time, and older
+    r.feed(far("h", 10, 0))                                                 # a duplicate with the bit clear
+    assert view(r.alerts) == [("vehicle.emergency", 10)] and r.states["h"]["alarms"] == {"emergency": T0 + 10}
+    assert [x.reason for x in r.rejections] == ["invalid_fix", "invalid_fix", "duplicate"]
+
+
+def test_rejected_and_accepted_fixes_of_one_batch_take_event_time_order():
+    r = Run(ZONES)
+    r.feed(far("h", 40, 0, valid=False), far("h", 10, 0), far("h", 30, SOS), far("h", 20, SOS, valid=False),
+           far("h", 50, SOS, valid=False), far("h", 30, 0, valid=False))   # (30: after the accepted one)
+    assert view(r.alerts) == [("vehicle.emergency", 20), ("vehicle.emergency_cleared", 40),
+                              ("vehicle.emergency", 50)]
+    assert [a["position"] for a in r.alerts] == ["last_known"] * 3
+    assert [a["position_ts"] for a in r.alerts] == [iso(10), iso(30), iso(30)]
+    assert r.states["h"]["ts"] == T0 + 30 and r.alerts[1]["duration_s"] == 20.0
 
 
 def test_an_alarm_inside_a_zone_raises_both_and_the_zone_does_not_hide_it():
@@ -196,6 +310,38 @@ def test_open_episodes_survive_a_restart_from_the_journal_and_from_the_blocks():
     [cleared] = feed_store(Run(ZONES), moved, [far("h", 40, 0)])
     assert cleared["kind"] == "vehicle.emergency_cleared" and cleared["incident_id"] == opened["alert_id"]
     assert cleared["duration_s"] == 30.0
+
+
+def test_rejected_fixes_replayed_give_no_new_alert_and_a_worker_that_lost_the_state_gives_the_same_ids():
+    batch = [far("a", 0, 0), far("a", 10, SOS, valid=False), far("a", 20, 0, accuracy_m=500),
+             far("n", 0, FATIGUE, status_flags=0)]
+    positions = np.array([log_position(7, k) for k in range(len(batch))], dtype=np.int64)
+    first, fleet = Run(ZONES), PartitionFleet()
+    res = check_into(first, fleet, batch, positions)
+    ids = sorted((a["kind"], a["alert_id"], a["position"]) for a in res.alerts)
+    assert [(k, where) for k, _, where in ids] == [("vehicle.emergency", "last_known"),
+                                                   ("vehicle.emergency_cleared", "last_known"),
+                                                   ("vehicle.fatigue_alarm", "none")]
+    replay = check_into(first, fleet, batch, positions)
+    assert replay.alerts == [] and replay.states == {}
+    assert sorted(x.reason for x in replay.rejections) == ["duplicate", "invalid_fix", "invalid_fix", "poor_accuracy"]
+    again = check_into(Run(ZONES), PartitionFleet(), batch, positions)
+    assert sorted((a["kind"], a["alert_id"], a["position"]) for a in again.alerts) == ids
+
+
+def test_an_episode_a_rejected_fix_opened_survives_a_restart_with_its_as_of():
+    store = FleetStore({}, partition_of=lambda key: 0)
+    feed_store(Run(ZONES), store, [far("h", 0, 0)])
+    [opened] = feed_store(Run(ZONES), store, [far("h", 10, SOS, valid=False)])
+    restarted = FleetStore(dict(store.table), partition_of=lambda key: 0)   # from the journal
+    assert restarted.get(0, "h")["alarms"] == {"emergency": T0 + 10, "as_of": T0 + 10}
+    assert restarted.get(0, "h")["ts"] == T0
+    assert feed_store(Run(ZONES), restarted, [far("h", 5, 0, valid=False)]) == []   # older than the change
+    restarted.flush()
+    moved = FleetStore(dict(restarted.table), partition_of=lambda key: 0)  # from the blocks
+    [cleared] = feed_store(Run(ZONES), moved, [far("h", 20, 0, status_flags=0)])
+    assert cleared["kind"] == "vehicle.emergency_cleared" and cleared["incident_id"] == opened["alert_id"]
+    assert cleared["position"] == "last_known" and cleared["duration_s"] == 10.0
 
 
 def test_a_change_of_alarm_state_is_durable_at_once():
@@ -326,21 +472,22 @@ PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[Heal
 FLAGS = st.sampled_from([None, None, 0, 0, SOS, SOS, OVERSPEED, FATIGUE, SOS | FATIGUE, 7, 1 << 8, SOS | 1 << 31])
 
 
+QUALITY = [{}] * 6 + [{"status_flags": 2}, {"status_flags": 0}, {"valid": False}, {"accuracy_m": 80},
+                      {"jump": 50_000.0}]
+
+
 @st.composite
-def alarm_stream(draw, *, disorder: bool):
-    """Vehicles reporting alarm bits, far from the zone or driving through it; in order, or with late fixes,
-    repeats and GPS-quality flags when ``disorder``."""
+def alarm_stream(draw, *, disorder: bool, rejected: bool = True):
+    """Vehicles reporting alarm bits, far from the zone or driving through it; with GPS-quality flags and
+    teleports (fixes the filters reject) when ``rejected``, and late fixes and repeats when ``disorder``."""
     fixes: list[Fix] = []
     for v in range(draw(st.integers(1, 3))):
         through = draw(st.booleans())     # along a road through the zone, or 5 km away
         t = 0.0
         for _ in range(draw(st.integers(1, 25))):
             t += draw(st.sampled_from([1, 5, 10, 30]))
-            kw = {}
-            if disorder:
-                kw = draw(st.sampled_from([{}] * 6 + [{"status_flags": 2}, {"status_flags": 0}, {"valid": False},
-                                                      {"accuracy_m": 80}]))
-            east = -400 + 8 * t if through else FAR + 8 * t
+            kw = dict(draw(st.sampled_from(QUALITY))) if rejected else {}
+            east = (-400 + 8 * t if through else FAR + 8 * t) + kw.pop("jump", 0.0)
             fixes.append(fix(f"v{v}", t, east, 100, alarm_flags=draw(FLAGS), **kw))
     arrival = sorted(fixes, key=lambda f: f.ts) if draw(st.booleans()) else fixes
     if disorder:
@@ -353,7 +500,8 @@ def alarm_stream(draw, *, disorder: bool):
 
 
 def reference(fixes: list[Fix]) -> list[tuple]:
-    """The episodes of an in-order stream of accepted fixes, by brute force: (vehicle, kind, ts, ids, duration)."""
+    """The episodes of an in-order stream of fixes (accepted or rejected by a GPS filter: all live), by brute
+    force: (vehicle, kind, ts, ids, duration)."""
     out = []
     opened: dict[tuple[str, str], float] = {}
     for f in sorted(fixes, key=lambda f: (f.vehicle_id, f.ts)):
@@ -383,13 +531,39 @@ def episodes(alerts: list[dict]) -> list[tuple]:
 
 
 @PROPERTY
-@given(alarm_stream(disorder=False))
+@given(alarm_stream(disorder=False, rejected=False) | alarm_stream(disorder=False))
 def test_episodes_of_an_in_order_stream_equal_the_brute_force_reference(batches):
     r = Run(ZONES)
     for b in batches:
         r.feed(*b)
-    assert r.rejections == []
-    assert episodes(r.alerts) == reference([f for b in batches for f in b])
+    fixes = [f for b in batches for f in b]
+    assert {x.reason for x in r.rejections} <= {"invalid_fix", "poor_accuracy", "implausible_jump"}
+    assert episodes(r.alerts) == reference(fixes)
+    # Where each alert places the vehicle: its fix, else its newest accepted fix before, else nowhere.
+    refused = {(x.vehicle_id, orjson.loads(x.raw)["ts"]) for x in r.rejections}
+    for a in r.alerts:
+        if a["kind"].startswith("vehicle."):
+            ts = T0 + at(a)
+            placed = [f for f in fixes if f.vehicle_id == a["vehicle_id"] and (f.vehicle_id, f.ts) not in refused
+                      and f.ts <= ts + 1e-3]
+            if placed and abs(placed[-1].ts - ts) < 1e-3:
+                assert a["position"] == "fix" and (a["lat"], a["lon"]) == (placed[-1].lat, placed[-1].lon)
+            elif placed:
+                assert a["position"] == "last_known" and a["position_ts"] == to_iso(placed[-1].ts, ZoneInfo(TZ))
+                assert (a["lat"], a["lon"]) == (placed[-1].lat, placed[-1].lon) and a["speed_kmh"] is None
+            else:
+                assert a["position"] == "none" and a["lat"] is None and "position_ts" not in a
+
+
+def comparable(states: dict[str, dict]) -> dict:
+    """States as JSON reads them back (NaN: null), so a state without a position compares equal."""
+    return orjson.loads(orjson.dumps(states))
+
+
+def fleet_states(fleet: PartitionFleet) -> dict[str, dict]:
+    """Every vehicle of ``fleet`` as the per-fix path reads it, those without a position included."""
+    view = FleetStates(fleet)
+    return {vid: s for vid in fleet.ids if (s := view.get(vid)) is not None}
 
 
 @PROPERTY
@@ -402,7 +576,7 @@ def test_the_columns_give_what_the_per_fix_path_gives_and_episodes_alternate(bat
         b = check_into(columns, fleet, batch, None if positions is None else np.array(positions, dtype=np.int64))
         per_fix.states.update(a.states)
         per_fix.alerts += a.alerts
-        assert dict(fleet.items()) == per_fix.states
+        assert comparable(fleet_states(fleet)) == comparable(per_fix.states)
         assert sorted(map(repr, b.alerts)) == sorted(map(repr, a.alerts))
         assert rejected(b.rejections) == rejected(a.rejections)
         for vid, s in per_fix.states.items():       # the column is the bits of the stored episodes
@@ -425,3 +599,13 @@ def test_the_modules_examples_run():
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert result.attempted > 0 and result.failed == 0, module.__name__
 
+
+
+def test_an_episode_of_a_vehicle_without_a_position_survives_a_restart_from_the_journal():
+    store = FleetStore({}, partition_of=lambda key: 0)
+    [opened] = feed_store(Run(ZONES), store, [far("g", 0, SOS, status_flags=0)])   # no lock since it started
+    assert opened["position"] == "none"
+    restarted = FleetStore(dict(store.table), partition_of=lambda key: 0)          # killed before a checkpoint
+    assert feed_store(Run(ZONES), restarted, [far("g", 10, SOS, status_flags=0)]) == []   # the same episode
+    [cleared] = feed_store(Run(ZONES), restarted, [far("g", 20, 0)])
+    assert cleared["kind"] == "vehicle.emergency_cleared" and cleared["incident_id"] == opened["alert_id"]

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from engine.brokers.ports import free_port
 from engine.jt808.codec import (
@@ -35,6 +35,7 @@ from engine.jt808.gateway.server import Gateway
 from engine.jt808.header import Header, encode_header
 from engine.jt808.location import Location
 from engine.jt808.messages import Authentication, GeneralResponse, Registration, RegistrationResponse
+from engine.kafka.metadata import wait_partitions
 from engine.telemetry.models import Fix
 from engine.telemetry.wire import decode_fixes
 from simulators import jt808 as sim
@@ -183,12 +184,8 @@ class Topic:
         self.consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
                                          auto_offset_reset="earliest")
         await self.consumer.start()
-        parts = None
-        async with asyncio.timeout(WAIT_S):
-            while not parts:
-                await self.consumer.topics()
-                parts = self.consumer.partitions_for_topic(self.name)
-        self.tps = [TopicPartition(self.name, p) for p in sorted(parts)]
+        async with asyncio.timeout(WAIT_S):   # from a fresh metadata request: Kafka's client view lacks the topic
+            self.tps = await wait_partitions(self.consumer, self.name, 0.1)
         self.consumer.assign(self.tps)
         return self
 

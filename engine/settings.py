@@ -42,6 +42,20 @@ DEFAULT_CONFIG = Path(str(importlib.resources.files("engine") / "defaults" / "co
 PACKAGED_RELATIVE_PATHS = (("zones", "dir"), ("reports", "grid_dir"))
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML itself keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} is given twice in one mapping", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 @dataclass(frozen=True)
 class LogSettings:
     level: str = "info"
@@ -130,7 +144,7 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: Mapping[str, 
     if not cfg.is_file():
         raise ConfigError(f"config file {cfg} does not exist")
     try:
-        loaded = yaml.safe_load(cfg.read_text(encoding="utf-8"))
+        loaded = yaml.load(cfg.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {cfg}: not valid YAML: {exc}") from None
     except RecursionError:

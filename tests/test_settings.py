@@ -54,6 +54,12 @@ def test_bad_files(tmp_path):
     bad.write_text("- 1\n")
     with pytest.raises(ConfigError, match="top level must be a mapping"):
         load_settings(bad, env={})
+    bad.write_text("mqtt:\n  port: 1883\nweb:\n  port: 6066\nmqtt:\n  port: 1884\n")  # YAML would keep the last
+    with pytest.raises(ConfigError, match="the key 'mqtt' is given twice in one mapping"):
+        load_settings(bad, env={})
+    bad.write_text("mqtt:\n  port: 1883\n  port: 1884\n")
+    with pytest.raises(ConfigError, match="the key 'port' is given twice"):
+        load_settings(bad, env={})
 
 
 def test_secrets_are_redacted():

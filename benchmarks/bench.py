@@ -16,11 +16,14 @@
    worker alone and the end-to-end throughput with 100-fix arrays again on
    Apache Kafka (``kafka.broker: kafka``, production consumer and producer
    settings), printed beside the Tansu figures with their ratio
-   (``*_apache`` and ``apache_vs_tansu_*`` keys; ``--skip-apache`` leaves it out).
+   (``*_apache`` and ``apache_vs_tansu_*`` keys; ``--skip-apache`` leaves it out);
+5. the JT/T 808 gateway against the MQTT bridge at the same offered rate (``bench_jt808.py``: 20,000
+   terminals on two gateway processes, then single-fix MQTT messages through the bridge; ``jt808_*`` and
+   ``mqtt_same_rate_*`` keys; about 3 minutes, 1 with ``--quick``; ``--skip-jt808`` leaves it out).
 
 The last line always carries the keys of ``REQUIRED`` (``nan`` where a phase
 did not run or failed; the exit status is then 1), then every other figure.
-Figures are reported, never asserted. Full run: under ~10 minutes on 2 cores;
+Figures are reported, never asserted. Full run: under ~13 minutes on 2 cores;
 ``--quick``: a few minutes.
 
     make bench                         # full
@@ -41,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_end_to_end as e2e  # noqa: E402
 import bench_engine as engine  # noqa: E402
+import bench_jt808 as jt808  # noqa: E402
 import bench_zone_index as micro  # noqa: E402
 
 REQUIRED = ("engine_fixes_per_s", "kernel_fixes_per_s", "engine_vs_kernel",
@@ -108,9 +112,12 @@ def main() -> int:
     ap.add_argument("--skip-micro", action="store_true", help="skip the zone-index micro suite")
     ap.add_argument("--skip-engine", action="store_true", help="skip the engine-alone run")
     ap.add_argument("--skip-apache", action="store_true", help="skip the phases run again on Apache Kafka")
+    ap.add_argument("--skip-jt808", action="store_true", help="skip the JT/T 808 vs MQTT comparison")
+    jt808.add_arguments(ap)
     ap.add_argument("--micro-zones", help="zone counts of the micro suite (default 100,1000,20000; quick 100,1000)")
     ap.add_argument("--micro-shapes", default="simple,500", help="shapes of the micro suite")
-    args = e2e.finish_args(ap.parse_args())
+    args = jt808.finish_args(e2e.finish_args(ap.parse_args()))
+    root = args.root  # e2e.run points args.root at its snapshot, removed when it ends
     e2e.sigterm_as_exit()
     t0 = time.monotonic()
     fig: dict[str, float] = {}
@@ -146,6 +153,16 @@ def main() -> int:
         failed = True
     if not args.skip_apache and args.kafka == "tansu":
         failed = not run_apache(args, fig) or failed
+    if not args.skip_jt808:
+        print("\n=== JT/T 808 gateway vs MQTT bridge at the same offered rate ===")
+        try:
+            got = jt808.run(argparse.Namespace(**{**vars(args), "root": root}))
+            failed = bool(got.pop("errors", 0)) or failed
+            fig.update(got)
+        except Exception:  # noqa: BLE001 - reported; the figures so far are still printed
+            traceback.print_exc()
+            failed = True
+            fig.update({k: math.nan for k in jt808.KEYS})
     if not args.skip_micro:
         fig.update(micro_fig)
     e2e.print_targets(fig)

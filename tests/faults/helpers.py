@@ -7,7 +7,9 @@ duplicates, so the counts are per distinct fix and duplicates are reported.
 from __future__ import annotations
 
 import os
+import queue
 import threading
+import time
 from collections import Counter, defaultdict
 
 import orjson
@@ -23,41 +25,67 @@ Key = tuple[str, float]
 class Gateway:
     """A vehicle gateway: paho at QoS 1 with a persistent session (fixed client id, clean_session false).
 
-    paho keeps every publish until the broker acknowledges it (also those made
-    while disconnected) and re-sends the unacknowledged ones after each
-    reconnect, in order.
+    It keeps every fix until the broker acknowledges it and delivers each
+    vehicle's fixes in order across reconnects. One thread owns the client:
+    it runs paho's loop, reconnects, and publishes only while the connection
+    is up. paho re-sends its unacknowledged publishes when the broker answers
+    the CONNECT, so a fix published from another thread after the socket
+    reopens but before that answer would overtake them; fixes sent while the
+    connection is down wait here, in order, until paho has re-sent the older
+    ones.
     """
 
     def __init__(self, host: str, port: int, client_id: str):
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311,
                                   clean_session=False)
-        self.client.reconnect_delay_set(1, 2)
         self.client.max_inflight_messages_set(100)
         self.client.max_queued_messages_set(0)
-        self.sent: list[tuple[Key, int]] = []   # (fix, mid); fewer than 65,536 per gateway, so mids are unique
-        self._acked: set[int] = set()
-        connected = threading.Event()
-        self.client.on_connect = lambda *a: connected.set()
+        self._entries: list[list] = []          # [fix, mid or None] in sending order
+        self._waiting: queue.SimpleQueue = queue.SimpleQueue()   # (entry, topic, payload) not yet given to paho
+        self._acked: set[int] = set()            # fewer than 65,536 publishes per gateway, so mids are unique
+        self._stop = threading.Event()
         self.client.on_publish = lambda client, userdata, mid, *a: self._acked.add(mid)
-        self.client.connect_async(host, port, keepalive=10)
-        self.client.loop_start()
-        if not connected.wait(15):
-            raise RuntimeError(f"gateway {client_id} could not connect to {host}:{port}")
+        self.client.connect(host, port, keepalive=10)
+        self._thread = threading.Thread(target=self._run, name=f"gateway-{client_id}", daemon=True)
+        self._thread.start()
+        wait_for(self.client.is_connected, 15, f"gateway {client_id} to connect to {host}:{port}", interval=0.01)
 
     def send(self, topic: str, fix: dict) -> None:
-        info = self.client.publish(topic, orjson.dumps(fix), qos=1)
-        assert info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN), mqtt.error_string(info.rc)
-        self.sent.append(((fix["vehicle_id"], float(fix["ts"])), info.mid))
+        entry = [(fix["vehicle_id"], float(fix["ts"])), None]
+        self._entries.append(entry)
+        self._waiting.put((entry, topic, orjson.dumps(fix)))
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if self.client.is_connected():
+                self._publish_waiting()
+            if self.client.loop(timeout=0.01) != mqtt.MQTT_ERR_SUCCESS and not self._stop.is_set():
+                time.sleep(0.5)
+                try:
+                    self.client.reconnect()
+                except OSError:
+                    pass
+
+    def _publish_waiting(self) -> None:
+        while True:
+            try:
+                entry, topic, payload = self._waiting.get_nowait()
+            except queue.Empty:
+                return
+            info = self.client.publish(topic, payload, qos=1)
+            assert info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN), mqtt.error_string(info.rc)
+            entry[1] = info.mid
 
     def acked(self) -> list[Key]:
-        return [k for k, mid in self.sent if mid in self._acked]
+        return [key for key, mid in self._entries if mid is not None and mid in self._acked]
 
     def unacked(self) -> int:
-        return sum(1 for _, mid in self.sent if mid not in self._acked)
+        return sum(1 for _, mid in self._entries if mid is None or mid not in self._acked)
 
     def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
         self.client.disconnect()
-        self.client.loop_stop()
 
 
 def publish_step(gateways: list[Gateway], settings: Settings, plate_prefix: str, vehicles: int, t0: float,

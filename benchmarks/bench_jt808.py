@@ -82,11 +82,10 @@ BR_TROUBLE = ("citywatch_bridge_rejections_total", "citywatch_bridge_backpressur
 MQTT_PREFIX = "闽DQ"     # the MQTT fleet's vehicle ids (the simulated terminals' plates are 闽D + 5 digits)
 
 PROFILES: dict[str, dict[str, Any]] = {
-    # The ramp is a whole number of report intervals, so the terminals' planned report times are spread evenly
-    # over the interval (a 15 s ramp with a 10 s interval offered 2/3 of the fixes in one half of every 10 s:
-    # 2,667 and 1,333 fixes/s by turns). The box connects, registers and authenticates only 400-750 terminals/s
-    # (saturated), and a terminal's report phase is set by when its authentication is answered, which comes in
-    # clumps: the offered rate per second still varies (printed); a 30 s ramp did not make it steadier.
+    # Each simulated terminal reports on planned slots spread evenly over the interval, whenever its
+    # connection and authentication were answered (the box connects, registers and authenticates only
+    # 400-750 terminals/s, saturated, and those answers come in clumps; reports timed from them clumped too,
+    # and the offered rate per second varied by half). The ramp is a whole number of report intervals.
     "full": dict(jt808_terminals=20_000, jt808_window_s=60.0, jt808_ramp_s=20.0, jt808_settle_s=10.0,
                  jt808_warmup_s=3.0),
     "quick": dict(jt808_terminals=2_000, jt808_window_s=20.0, jt808_ramp_s=10.0, jt808_settle_s=2.0,

@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import csv
 import json
+import math
 import random
 import resource
 import signal
@@ -73,6 +74,7 @@ class Stats:
     replies_failed: int = 0
     replies_missing: int = 0
     parked: int = 0                 # terminals holding their connection at the deadline
+    slots_missed: int = 0           # planned reports not sent because an answer came after their time
     latencies: list[float] = field(default_factory=list)
 
     def summary(self, terminals: int, elapsed: float) -> dict[str, object]:
@@ -85,6 +87,7 @@ class Stats:
                 "reconnects": self.reconnects, "registered": self.registered, "authenticated": self.authenticated,
                 "frames_sent": self.frames_sent, "fixes_sent": self.fixes_sent, "replies_ok": self.replies_ok,
                 "replies_failed": self.replies_failed, "replies_missing": self.replies_missing,
+                "slots_missed": self.slots_missed,
                 "p50_reply_ms": pct(0.50), "p99_reply_ms": pct(0.99),
                 "max_reply_ms": round(lat[-1] * 1000, 2) if lat else None, "duration_s": round(elapsed, 1)}
 
@@ -125,6 +128,10 @@ class SimTerminal:
         self.speed_kmh = rng.uniform(25.0, 60.0)
         self.distance_m = rng.uniform(0.0, self.route.length_m)
         self.delay_s = (o.terminals / 1000.0 if o.ramp_s is None else o.ramp_s) * i / max(1, o.terminals)
+        # The planned report times: one slot every interval, the terminals' slots spread evenly over it. They
+        # do not move with when the connection or its authentication was answered (answers come in clumps
+        # while terminals connect, and reports timed from them would clump the same way).
+        self.phase_s = o.interval_s * i / max(1, o.terminals)
         self.code: str | None = None
         self.serial = 0
         self.reports = 0
@@ -196,9 +203,15 @@ class SimTerminal:
             self.stats.connected -= 1
             writer.close()
 
+    def _slot(self, start: float, after: float, period: float) -> float:
+        """The first planned time at or after ``after``: ``start + phase + k * period``."""
+        first = start + self.phase_s
+        return first if after <= first else first + math.ceil((after - first) / period) * period
+
     async def _report(self, start: float, deadline: float) -> None:
-        next_fix = next_beat = time.monotonic()
-        next_beat += self.o.heartbeat_s
+        now_m = time.monotonic()
+        next_fix = self._slot(start, now_m, self.o.interval_s)
+        next_beat = self._slot(start, now_m, self.o.heartbeat_s) + self.o.heartbeat_s
         while True:
             now_m = time.monotonic()
             due = min(next_fix, next_beat)
@@ -211,7 +224,7 @@ class SimTerminal:
                 await asyncio.sleep(due - now_m)
             now, elapsed = time.time(), time.monotonic() - start
             if next_fix <= next_beat:
-                next_fix += self.o.interval_s
+                planned = next_fix
                 serial, frame = self._frame(MSG_LOCATION, self._location(now, elapsed))
                 self.reports += 1
                 self.stats.fixes_sent += 1
@@ -220,6 +233,10 @@ class SimTerminal:
                     self.stats.fixes_sent += 5
                     frame = self._missed(now, elapsed)
                     await self._ask(self.serial, frame)
+                # The next planned slot; one whose time passed while an answer was awaited is skipped, not
+                # sent late in a burst (a terminal reports on its timer).
+                next_fix = max(planned + self.o.interval_s, self._slot(start, time.monotonic(), self.o.interval_s))
+                self.stats.slots_missed += round((next_fix - planned) / self.o.interval_s) - 1
             else:
                 next_beat += self.o.heartbeat_s
                 await self._ask(*self._frame(MSG_HEARTBEAT, b""))

@@ -160,7 +160,8 @@ class BridgeMetrics:
 
 
 #: Frame to reply: most replies wait for a Kafka acknowledgement (milliseconds), a few for an outage.
-REPLY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+REPLY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.35, 0.5, 0.75, 1.0, 1.5, 2.5,
+                 5.0, 10.0, 30.0, 60.0)
 
 
 class Jt808Metrics:

@@ -13,12 +13,9 @@ import orjson
 import pytest
 
 from engine.brokers.ports import free_port
-from engine.jt808.codec import decode_frame, encode_authentication, encode_location, encode_registration
-from engine.jt808.framing import FrameReader
-from engine.jt808.location import Location
-from engine.jt808.messages import GeneralResponse, Registration, RegistrationResponse
 from tests.conftest import ROOT, TEST_KAFKA, env_for, wait_bridge_subscribed, wait_for
 from tests.integration.up_process import Up, alive
+from tests.jt808.terminal import drive
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -82,7 +79,9 @@ def test_up_reuses_running_brokers_and_takes_another_zone_folder(make_settings, 
         wait_for(lambda: "Test depot" in up.output(), 30, "the alert line on the console")
 
         # A JT/T 808 taxi terminal (open registration, jt808.default_class taxi) drives into the depot.
-        asyncio.run(jt808_terminal_reports(settings.jt808.port, "闽DT0010", [(118.095, 24.605), (118.105, 24.605)]))
+        t0 = time.time() - 120   # a minute apart: 1 km a minute is a plausible drive, not a jump
+        asyncio.run(drive(settings.jt808.port, "13900000010", "闽DT0010",
+                          [(t0, 118.095, 24.605), (t0 + 60, 118.105, 24.605)]))
         got = wait_for(lambda: [a for _, p in probe.received() if (a := orjson.loads(p))["vehicle_id"] == "闽DT0010"],
                        90, "the JT/T 808 terminal's depot alert")
         assert [(a["kind"], a["zone_id"], a["class"]) for a in got] == [("zone.enter", "test-depot", "taxi")]
@@ -102,36 +101,3 @@ def test_up_reports_a_bad_config_file_clearly(tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
     assert "setting mqtt.port: expected an integer, got 'not-a-port'" in r.stderr
-
-
-async def jt808_terminal_reports(port: int, plate: str, track: list[tuple[float, float]]) -> None:
-    """A JT/T 808-2013 terminal: register, authenticate, then one location report per point, each answered."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    frames, phone, serial = FrameReader(), "13900000010", 0
-
-    async def ask(frame: bytes) -> object:
-        writer.write(frame)
-        async with asyncio.timeout(30):
-            while True:
-                data = await reader.read(4096)
-                assert data, "the gateway closed the connection"
-                for raw in frames.feed(data):
-                    if isinstance(raw, bytes):
-                        _, body = decode_frame(raw)
-                        if getattr(body, "reply_serial", None) == serial:
-                            return body
-
-    try:
-        serial += 1
-        answer = await ask(encode_registration(phone, serial, Registration(35, 200, "CW", "CW-T1", "T1", 1, plate)))
-        assert isinstance(answer, RegistrationResponse) and answer.result == 0, answer
-        serial += 1
-        assert (await ask(encode_authentication(phone, serial, answer.auth_code))) == GeneralResponse(serial, 0x0102, 0)
-        t0 = time.time() - 120   # a minute apart: 1 km a minute is a plausible drive, not a jump
-        for i, (lon, lat) in enumerate(track):
-            serial += 1
-            loc = Location(alarm=0, status=0b11, lat=lat, lon=lon, altitude_m=5, speed_kmh=30.0, heading=90,
-                           ts=float(int(t0 + 60 * i)), valid=True, mileage_km=None, signal=None, satellites=None)
-            assert (await ask(encode_location(phone, serial, loc))) == GeneralResponse(serial, 0x0200, 0)
-    finally:
-        writer.close()

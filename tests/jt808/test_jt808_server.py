@@ -22,24 +22,22 @@ from aiokafka import AIOKafkaConsumer
 
 from engine.brokers.ports import free_port
 from engine.jt808.codec import (
-    decode_frame,
-    encode_authentication,
     encode_batch,
     encode_heartbeat,
     encode_location,
     encode_logout,
-    encode_registration,
 )
-from engine.jt808.framing import FrameReader, check_code, escape
+from engine.jt808.framing import check_code, escape
 from engine.jt808.gateway.server import Gateway
 from engine.jt808.header import Header, encode_header
 from engine.jt808.location import Location
-from engine.jt808.messages import Authentication, GeneralResponse, Registration, RegistrationResponse
+from engine.jt808.messages import GeneralResponse
 from engine.kafka.metadata import wait_partitions
 from engine.telemetry.models import Fix
 from engine.telemetry.wire import decode_fixes
 from simulators import jt808 as sim
 from tests.conftest import isolated_settings, metric_value
+from tests.jt808.terminal import Client
 from tests.jt808.test_jt808_session import gateway_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -107,63 +105,6 @@ def gw(kafka_broker, mqtt_broker, tmp_path_factory) -> Iterator[Running]:
     running.stop()
 
 
-class Client:
-    """A terminal speaking through the codec; ``ask`` sends a frame and returns the answer to its serial."""
-
-    def __init__(self, port: int, phone: str, version: int | None = None):
-        self.port, self.phone, self.version, self.serial = port, phone, version, 0
-        self.frames = FrameReader()
-        self.inbox: list[bytes] = []
-
-    async def __aenter__(self) -> Client:
-        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.writer.close()
-
-    def next(self) -> int:
-        self.serial += 1
-        return self.serial
-
-    async def ask(self, frame: bytes, serial: int | None = None) -> Any:
-        serial = self.serial if serial is None else serial
-        self.writer.write(frame)
-        async with asyncio.timeout(WAIT_S):
-            while True:
-                for raw in self.inbox:
-                    _, body = decode_frame(raw)
-                    if isinstance(body, (GeneralResponse, RegistrationResponse)) and body.reply_serial == serial:
-                        self.inbox.remove(raw)
-                        return body
-                data = await self.reader.read(4096)
-                if not data:
-                    raise ConnectionError("closed by the gateway")
-                self.inbox += [f for f in self.frames.feed(data) if isinstance(f, bytes)]
-
-    async def closed(self) -> bool:
-        """True once the gateway closed the connection (replies before it are read and dropped)."""
-        async with asyncio.timeout(WAIT_S):
-            try:
-                while await self.reader.read(4096):
-                    pass
-            except ConnectionResetError:  # closed at once (abort): a reset rather than an end of stream
-                pass
-        return True
-
-    async def login(self) -> None:
-        plate = TERMINALS[self.phone][0]
-        reg = Registration(35, 200, "CW", "CW-T1", "T1", 1, plate)
-        answer = await self.ask(encode_registration(self.phone, self.next(), reg, version=self.version))
-        assert isinstance(answer, RegistrationResponse) and answer.result == 0 and answer.auth_code
-        auth = Authentication(answer.auth_code, "860000000000001", "1.0") if self.version else answer.auth_code
-        answer = await self.ask(encode_authentication(self.phone, self.next(), auth, version=self.version))
-        assert answer.result == 0
-
-    async def report(self, loc: Location) -> Any:
-        return await self.ask(encode_location(self.phone, self.next(), loc, version=self.version))
-
-
 def bad_check_code(header: Header, body: bytes) -> bytes:
     """The frame of ``header`` and ``body`` with its check code one bit off."""
     payload = encode_header(header, len(body)) + body
@@ -221,7 +162,7 @@ def test_2013_and_2019_terminals_are_answered_only_once_kafka_has_their_fixes(gw
                 plate, vclass, version = TERMINALS[phone]
                 ts = time.time() - 5
                 async with Client(gw.port, phone, version) as c:
-                    await c.login()
+                    await c.login(TERMINALS[c.phone][0])
                     answer = await c.report(location(ts, alarm=0b1, status=0x403))
                     in_kafka = fixes_of(await fixes.upto_now(), plate)  # right when the answer came
                     assert answer == GeneralResponse(c.serial, 0x0200, 0)
@@ -238,7 +179,7 @@ def test_a_location_before_authentication_gets_result_1(gw: Running):
         async with Client(gw.port, "13912340003") as c:
             answer = await c.report(location(time.time()))
             assert answer.result == 1
-            await c.login()  # and the connection goes on
+            await c.login(TERMINALS[c.phone][0])  # and the connection goes on
             assert (await c.report(location(time.time()))).result == 0
 
     asyncio.run(run())
@@ -247,7 +188,7 @@ def test_a_location_before_authentication_gets_result_1(gw: Running):
 def test_a_bad_check_code_is_answered_2_recorded_as_hex_and_the_connection_stays(gw: Running):
     async def run() -> None:
         async with Client(gw.port, "13912340004") as c:
-            await c.login()
+            await c.login(TERMINALS[c.phone][0])
             bad = bad_check_code(Header(0x0002, c.phone, c.next()), b"")
             assert (await c.ask(bad)).result == 2
             assert (await c.ask(encode_heartbeat(c.phone, c.next()))).result == 0
@@ -293,7 +234,7 @@ def test_a_client_that_never_reads_is_cut_off_and_does_not_delay_another(gw: Run
 
     async def other() -> None:
         async with Client(gw.port, "13912340002", 1) as c:
-            await c.login()
+            await c.login(TERMINALS[c.phone][0])
             for k in range(20):
                 assert (await c.report(location(time.time() - 20 + k))).result == 0
 
@@ -309,7 +250,7 @@ def test_a_blind_area_re_upload_reaches_kafka(gw: Running):
     async def run() -> None:
         old = [location(time.time() - 3600 + 60 * k) for k in range(3)]
         async with Client(gw.port, "13912340003") as c:
-            await c.login()
+            await c.login(TERMINALS[c.phone][0])
             answer = await c.ask(encode_batch(c.phone, c.next(), old, kind=1))
             assert answer == GeneralResponse(c.serial, 0x0704, 0)
             assert (await c.ask(encode_logout(c.phone, c.next()))).result == 0
@@ -384,7 +325,7 @@ def test_max_pending_replies_stop_reading_and_a_stop_answers_what_is_held(kafka_
         async def run() -> None:
             nonlocal stopped
             async with Client(lingering.port, "13912340001") as c:
-                await c.login()
+                await c.login(TERMINALS[c.phone][0])
                 serials = [c.next() for _ in range(2)]
                 c.writer.write(b"".join(encode_location(c.phone, n, location(time.time() - 9 + n)) for n in serials))
                 for n in serials:  # read one at a time, every one answered
